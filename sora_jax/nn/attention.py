@@ -1,0 +1,99 @@
+"""Multi-head attention layer: q/k/v/o projections around `dot_product_attention`.
+
+Self-attention (kind="self") may use RoPE and, in decode mode, a key/value cache of
+`max_cache_len` positions that each call appends to at `cache_index`. Cross-attention
+(kind="cross") takes keys/values from `memory`; in decode mode they are computed once, when
+`memory` is passed (prefill), stored in the cache, and reused by later calls (memory=None).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sora_jax.nn.attention_core import dot_product_attention
+from sora_jax.nn.linear import dense
+from sora_jax.nn.masks import combine_masks
+from sora_jax.nn.positions import apply_rope
+
+
+class MultiHeadAttention(nn.Module):
+    num_heads: int
+    head_dim: int
+    num_kv_heads: int | None = None  # None: same as num_heads; fewer: grouped-query attention
+    kind: str = "self"
+    implementation: str = "explicit"
+    chunk_size: int = 512
+    dropout_rate: float = 0.0  # on the attention probabilities (explicit implementation only)
+    use_bias: bool = True
+    use_rope: bool = False
+    rope_max_wavelength: float = 10_000.0
+    max_cache_len: int = 0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_BxTxD, memory_BxSxE=None, mask=None, bias=None, *, is_causal=False,
+                 positions_BxT=None, deterministic=True, decode=False, cache_index=None):
+        if self.kind not in ("self", "cross"):
+            raise ValueError(f"attention kind must be 'self' or 'cross', got {self.kind!r}")
+        B, T, D = x_BxTxD.shape
+        kv_heads = self.num_kv_heads or self.num_heads
+        kw = dict(use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype)
+        q = dense((self.num_heads, self.head_dim), ("embed", "heads", "head_dim"), name="query", **kw)(x_BxTxD)
+        project_k = dense((kv_heads, self.head_dim), ("embed", "kv_heads", "head_dim"), name="key", **kw)
+        project_v = dense((kv_heads, self.head_dim), ("embed", "kv_heads", "head_dim"), name="value", **kw)
+
+        if self.kind == "self":
+            k, v = project_k(x_BxTxD), project_v(x_BxTxD)
+            if self.use_rope:
+                if positions_BxT is None:
+                    start = cache_index if decode else 0
+                    positions_BxT = jnp.broadcast_to(start + jnp.arange(T)[None], (B, T))
+                q = apply_rope(q, positions_BxT, self.rope_max_wavelength)
+                k = apply_rope(k, positions_BxT, self.rope_max_wavelength)
+            if decode:
+                k, v, mask = self._append_to_cache(k, v, mask, cache_index)
+                is_causal = False  # the cache mask already is causal
+        else:
+            k, v = self._cross_keys_values(memory_BxSxE, project_k, project_v, decode)
+
+        dropout_rng = None
+        if self.dropout_rate > 0.0 and not deterministic:
+            dropout_rng = self.make_rng("dropout")
+        out = dot_product_attention(
+            q, k, v, mask, bias, is_causal=is_causal, implementation=self.implementation,
+            chunk_size=self.chunk_size, dropout_rate=self.dropout_rate, dropout_rng=dropout_rng,
+            deterministic=deterministic)
+        return dense(D, ("heads", "head_dim", "embed"), axis=(-2, -1), name="out", **kw)(out)
+
+    def _append_to_cache(self, k, v, mask, cache_index):
+        if self.max_cache_len <= 0:
+            raise ValueError("decode=True needs max_cache_len > 0 on the self-attention layer")
+        if cache_index is None:
+            raise ValueError("decode=True needs cache_index (the position of the first new token)")
+        B, T, K, H = k.shape
+        shape = (B, self.max_cache_len, K, H)
+        cached_k = self.variable("cache", "cached_key", jnp.zeros, shape, k.dtype)
+        cached_v = self.variable("cache", "cached_value", jnp.zeros, shape, v.dtype)
+        start = (0, cache_index, 0, 0)
+        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, start)
+        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, start)
+        # New token t (at position cache_index + t) sees every cached key up to itself.
+        key_pos = jnp.arange(self.max_cache_len)[None, :]
+        query_pos = cache_index + jnp.arange(T)[:, None]
+        return cached_k.value, cached_v.value, combine_masks(mask, (key_pos <= query_pos)[None, None])
+
+    def _cross_keys_values(self, memory, project_k, project_v, decode):
+        if memory is not None:
+            k, v = project_k(memory), project_v(memory)
+            if decode:  # prefill: remember them for the following steps
+                self.variable("cache", "cross_key", lambda: k).value = k
+                self.variable("cache", "cross_value", lambda: v).value = v
+            return k, v
+        if not (decode and self.has_variable("cache", "cross_key")):
+            raise ValueError("cross-attention needs memory, or a decode cache filled by a prefill call with memory")
+        return self.get_variable("cache", "cross_key"), self.get_variable("cache", "cross_value")
