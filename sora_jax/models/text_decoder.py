@@ -1,0 +1,69 @@
+"""Causal Transformer text decoder with cross-attention to the fused memory.
+
+Training: logits for every position in one call (teacher forcing). Decoding (decode=True,
+'cache' collection mutable): each call appends its tokens to the key/value cache and returns
+their logits. The first decode call (prefill) may pass `memory`; its cross-attention keys/values
+and mask are cached, so later calls pass only the new tokens.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from sora_jax.models.config import TextDecoderConfig
+from sora_jax.models.text_embedding import TextEmbedding
+from sora_jax.nn.linear import dense
+from sora_jax.nn.masks import key_padding_mask
+from sora_jax.nn.stack import LayerStack
+from sora_jax.nn.transformer_block import TransformerBlock
+
+
+class TextDecoder(nn.Module):
+    cfg: TextDecoderConfig
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None, *, mask=None,
+                 deterministic=True, decode=False):
+        """mask: optional extra 4-D self-attention mask (e.g. packed segments); causality is built in."""
+        cfg = self.cfg
+        B, T = tokens_BxT.shape
+        if memory_BxSxD is not None and not cfg.cross_attention:
+            raise ValueError("memory was given but decoder.cross_attention is False")
+        memory_mask = None
+        if memory_BxSxD is not None:
+            valid = jnp.ones(memory_BxSxD.shape[:2], bool) if memory_valid_BxS is None else memory_valid_BxS
+            memory_mask = key_padding_mask(valid)
+        cache_index = None
+        if decode:
+            index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
+            cache_index = index.value
+            index.value = cache_index + T
+            if memory_mask is not None:
+                self.variable("cache", "memory_mask", lambda: memory_mask).value = memory_mask
+            elif self.has_variable("cache", "memory_mask"):
+                memory_mask = self.get_variable("cache", "memory_mask")
+            positions_BxT = jnp.broadcast_to(cache_index + jnp.arange(T)[None], (B, T))
+        else:
+            if T > cfg.max_len and cfg.position == "learned":
+                raise ValueError(f"decoder input length {T} exceeds decoder.max_len {cfg.max_len}")
+            positions_BxT = jnp.broadcast_to(jnp.arange(T)[None], (B, T))
+
+        embedding = TextEmbedding(cfg, self.dtype, self.param_dtype, name="embedding")
+        x = embedding(tokens_BxT, positions_BxT, deterministic=deterministic)
+        x = self.perturb("embeddings", x)  # no-op unless 'perturbations' is passed: grads w.r.t. inputs
+        layer_cfg = cfg.layer_config(self.dtype, self.param_dtype, use_rope=cfg.position == "rope",
+                                     rope_max_wavelength=cfg.rope_max_wavelength)
+        x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,
+                       causal=True, cross_attention=cfg.cross_attention, max_cache_len=cfg.max_len,
+                       name="blocks")(x, mask, memory_BxSxD, memory_mask, positions_BxT, cache_index,
+                                      deterministic=deterministic, decode=decode)
+        if cfg.norm_position == "pre":
+            x = layer_cfg.make_norm("final_norm")(x)
+        if cfg.tie_embeddings:
+            return embedding.attend(x)
+        logits = dense(cfg.vocab_size, ("embed", "vocab"), use_bias=False, dtype=jnp.dtype(self.dtype),
+                       param_dtype=jnp.dtype(self.param_dtype), name="lm_head")(x)
+        return logits.astype(jnp.float32)

@@ -1,0 +1,135 @@
+"""The whole model: logical axis names on every parameter, parameter counts, dtypes, and that a
+tiny model can overfit one batch along the captioning and the text-to-text paths."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sora_jax.models import SoraModel, count_parameters, presets
+from tests.conftest import make_batch
+from tests.models.helpers import all_parts, replace
+
+VARIANTS = {
+    "tiny": {},
+    "unrolled_cross_rmsnorm_swiglu": dict(parts=dict(scan_layers=False, norm="rmsnorm", mlp_activation="swiglu",
+                                                     num_kv_heads=2), fusion=dict(mode="cross")),
+    "untied_bert_style": dict(decoder=dict(tie_embeddings=False, position="rope"),
+                              text_encoder=dict(type_vocab_size=2, embed_norm=True, norm_position="post",
+                                                position="sinusoidal"),
+                              image_encoder=dict(block="bottleneck", position="learned")),
+}
+
+
+def _variant(name):
+    spec = dict(VARIANTS[name])
+    cfg = presets.tiny()
+    if "parts" in spec:
+        cfg = all_parts(cfg, **spec.pop("parts"))
+    return replace(cfg, **spec)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_parameter_has_logical_axis_names(variant):
+    cfg = _variant(variant)
+    batch = make_batch(cfg)
+    boxed = jax.eval_shape(SoraModel(cfg).init, jax.random.key(0), batch["text"], batch["text_valid"],
+                           batch["images"], batch["dec"])["params"]
+    leaves = jax.tree_util.tree_leaves_with_path(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+    assert len(leaves) > 20
+    for path, leaf in leaves:
+        where = jax.tree_util.keystr(path)
+        assert isinstance(leaf, nn.LogicallyPartitioned), f"{where} has no logical axis names"
+        assert len(leaf.names) == leaf.value.ndim, f"{where}: names {leaf.names} for shape {leaf.value.shape}"
+        assert all(isinstance(n, str) and n for n in leaf.names), f"{where}: unnamed axis in {leaf.names}"
+        if "layers" in where and cfg.decoder.scan_layers:
+            assert leaf.names[0] == "layers", where
+    # The names resolve to a PartitionSpec for every parameter.
+    specs = nn.get_partition_spec(boxed)
+    assert len(jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))) == len(leaves)
+
+
+def test_grouped_query_attention_shares_key_value_heads(tiny_config):
+    cfg = all_parts(tiny_config, num_kv_heads=2)
+    batch = make_batch(cfg)
+    params = nn.meta.unbox(jax.eval_shape(SoraModel(cfg).init, jax.random.key(0), batch["text"],
+                                          batch["text_valid"], batch["images"], batch["dec"])["params"])
+    attn = params["decoder"]["blocks"]["layers"]["self_attention"]
+    assert attn["query"]["kernel"].shape == (2, 32, 4, 8)  # [layers, embed, heads, head_dim]
+    assert attn["key"]["kernel"].shape == (2, 32, 2, 8)  # [layers, embed, kv_heads, head_dim]
+
+
+def test_parameter_counts_match_the_formula(tiny_config):
+    cfg = replace(tiny_config, text_encoder=dict(num_layers=3))
+    batch = make_batch(cfg)
+    params = jax.eval_shape(SoraModel(cfg).init, jax.random.key(0), batch["text"], batch["text_valid"],
+                            batch["images"], batch["dec"])["params"]
+    counts = count_parameters(params)
+    te = cfg.text_encoder
+    d, m, L = te.d_model, te.mlp_dim, te.num_layers
+    per_layer = 4 * (d * d + d) + (d * m + m) + (m * d + d) + 2 * 2 * d  # attention, mlp, two layernorms
+    assert counts["text_encoder"] == te.vocab_size * d + te.max_len * d + L * per_layer + 2 * d
+    assert counts["classifier"] == cfg.fusion.d_model * cfg.num_classes + cfg.num_classes
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+
+
+def test_bfloat16_computation_keeps_float32_parameters_and_logits(tiny_config, tiny_batch):
+    cfg = replace(tiny_config, dtype="bfloat16")
+    model = SoraModel(cfg)
+    args = (tiny_batch["text"], tiny_batch["text_valid"], tiny_batch["images"], tiny_batch["dec"])
+    variables = jax.jit(model.init)(jax.random.key(0), *args)
+    params = nn.meta.unbox(variables["params"])
+    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+    out16 = jax.jit(lambda p: model.apply({"params": p}, *args))(params)
+    out32 = jax.jit(lambda p: SoraModel(replace(cfg, dtype="float32")).apply({"params": p}, *args))(params)
+    assert out16["logits"].dtype == jnp.float32 and out16["encoded"].memory.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out16["logits"]), np.asarray(out32["logits"]), atol=0.1)
+
+
+def _overfit(cfg, inputs, targets, steps=60, lr=3e-3):
+    """Teacher-forced next-token training on one batch; returns (first loss, last loss)."""
+    model = SoraModel(cfg)
+    text, text_valid, images = inputs
+    bos = jnp.zeros((targets.shape[0], 1), jnp.int32)
+    decoder_in = jnp.concatenate([bos, targets[:, :-1]], axis=1)
+    params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), text, text_valid, images, decoder_in)["params"])
+    tx = optax.adam(lr)
+
+    def loss_fn(p):
+        enc = model.apply({"params": p}, text, text_valid, images, method=SoraModel.encode)
+        logits = model.apply({"params": p}, decoder_in, enc.memory, enc.memory_valid, method=SoraModel.decode)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+    @jax.jit
+    def train_step(p, opt_state):
+        loss, grads = jax.value_and_grad(loss_fn)(p)
+        updates, opt_state = tx.update(grads, opt_state, p)
+        return optax.apply_updates(p, updates), opt_state, loss
+
+    opt_state = tx.init(params)
+    losses = []
+    for _ in range(steps):
+        params, opt_state, loss = train_step(params, opt_state)
+        losses.append(float(loss))
+    return losses[0], losses[-1]
+
+
+def _targets(cfg, batch, length, seed):
+    # Every example has its own target, so the decoder must read the memory to fit them.
+    return jnp.asarray(np.random.default_rng(seed).integers(1, cfg.decoder.vocab_size, (batch, length)), jnp.int32)
+
+
+def test_tiny_model_overfits_a_captioning_batch(tiny_config):
+    cfg = tiny_config
+    batch = make_batch(cfg, batch=4)
+    first, last = _overfit(cfg, (None, None, batch["images"]), _targets(cfg, 4, 8, seed=1))
+    assert first > 3.5 and last < first / 10, (first, last)
+
+
+def test_tiny_model_overfits_a_text_to_text_batch(tiny_config):
+    cfg = tiny_config
+    batch = make_batch(cfg, batch=4)
+    first, last = _overfit(cfg, (batch["text"], batch["text_valid"], None), _targets(cfg, 4, 8, seed=2))
+    assert first > 3.5 and last < first / 10, (first, last)
