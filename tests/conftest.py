@@ -10,13 +10,12 @@ os.environ["XLA_FLAGS"] = " ".join(
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 from sora_jax.models import presets  # noqa: E402
+from tests.batches import make_batch  # noqa: E402,F401  (re-exported for tests)
 
 
 @pytest.fixture
@@ -27,20 +26,6 @@ def key():
 @pytest.fixture
 def tiny_config():
     return presets.tiny()
-
-
-def make_batch(cfg, batch=2, text_len=8, dec_len=8, seed=0):
-    """Random inputs matching a SoraConfig: text ids with right padding, images, decoder ids."""
-    rng = np.random.default_rng(seed)
-    text = rng.integers(1, cfg.text_encoder.vocab_size, (batch, text_len)).astype(np.int32)
-    lengths = np.maximum(1, text_len - np.arange(batch) * 3)
-    text_valid = np.arange(text_len)[None, :] < lengths[:, None]
-    text = np.where(text_valid, text, 0)
-    size, ch = cfg.image_encoder.image_size, cfg.image_encoder.in_channels
-    images = rng.uniform(-1, 1, (batch, size, size, ch)).astype(np.float32)
-    dec = rng.integers(1, cfg.decoder.vocab_size, (batch, dec_len)).astype(np.int32)
-    return dict(text=jnp.asarray(text), text_valid=jnp.asarray(text_valid), images=jnp.asarray(images),
-                dec=jnp.asarray(dec))
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ class TextEncoderConfig(TransformerConfig):
     max_len: int = 128
     position: str = "learned"
     rope_max_wavelength: float = 10_000.0
-    pooling: str = "mean"  # "mean" over real tokens, or "cls" (the first token)
+    pooling: str = "mean"  # TextEncoder's pooled output: "mean" over real tokens, or "cls" (first token)
     type_vocab_size: int = 0  # >0 adds BERT-style token-type embeddings
     embed_norm: bool = False  # BERT normalises the summed embeddings
 
@@ -162,6 +162,9 @@ class FusionConfig(TransformerConfig):
     def validate(self, path):
         super().validate(path)
         _choice(self, path, mode=("joint", "cross"))
+        if self.mode == "cross" and self.norm_position != "pre":
+            raise ConfigError(f"{path}.norm_position: gated cross-attention fusion is pre-norm only "
+                              f"(its gates start at zero so the layer starts as the identity)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ from sora_jax.models.config import (FusionConfig, ImageEncoderConfig, SoraConfig
 
 
 def tiny() -> SoraConfig:
-    """A few hundred thousand parameters: unit tests and CPU smoke runs."""
+    """About 60 thousand parameters: unit tests and CPU smoke runs."""
     layer = dict(num_layers=2, d_model=32, num_heads=4, mlp_dim=64)
     return SoraConfig(
         text_encoder=TextEncoderConfig(vocab_size=64, max_len=16, **layer),

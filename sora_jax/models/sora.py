@@ -51,15 +51,27 @@ class SoraModel(nn.Module):
             self.classifier = dense(c.num_classes, ("embed", "classes"), dtype=jnp.dtype(c.dtype),
                                     param_dtype=jnp.dtype(c.param_dtype))
 
-    def encode(self, text_BxT=None, text_valid_BxT=None, images_BxHxWxC=None, *, deterministic=True) -> Encoded:
-        """Text and/or image -> fused memory, its validity, and the pooled vector."""
-        text = image = None
+    def encode(self, text_BxT=None, text_valid_BxT=None, images_BxHxWxC=None, image_present_B=None, *,
+               deterministic=True) -> Encoded:
+        """Text and/or image -> fused memory, its validity, and the pooled vector.
+
+        A modality left out (None) is absent for the whole batch. In a mixed batch, an example
+        without text has an all-False text_valid row, and one without an image is marked False in
+        image_present_B (its image tokens are then masked out everywhere)."""
+        text = image = image_valid = None
         if text_BxT is not None:
             text, _ = self.text_encoder(text_BxT, text_valid_BxT, deterministic=deterministic)
         if images_BxHxWxC is not None:
             image, _ = self.image_encoder(images_BxHxWxC, deterministic=deterministic)
-        memory, valid, pooled = self.fusion(text, text_valid_BxT, image, None, deterministic=deterministic)
+            if image_present_B is not None:
+                image_valid = jnp.broadcast_to(image_present_B.astype(bool)[:, None], image.shape[:2])
+        memory, valid, pooled = self.fusion(text, text_valid_BxT, image, image_valid, deterministic=deterministic)
         return Encoded(memory, valid, pooled)
+
+    def encode_text(self, text_BxT, text_valid_BxT=None, *, deterministic=True):
+        """The text encoder alone: (token states [B, T, D], pooled [B, D] by text_encoder.pooling);
+        e.g. the text condition of the image generator."""
+        return self.text_encoder(text_BxT, text_valid_BxT, deterministic=deterministic)
 
     def decode(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None, *, mask=None, deterministic=True):
         """Teacher-forced decoder logits [B, T, vocab] (float32). No memory: a plain language model."""

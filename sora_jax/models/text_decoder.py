@@ -3,7 +3,9 @@
 Training: logits for every position in one call (teacher forcing). Decoding (decode=True,
 'cache' collection mutable): each call appends its tokens to the key/value cache and returns
 their logits. The first decode call (prefill) may pass `memory`; its cross-attention keys/values
-and mask are cached, so later calls pass only the new tokens.
+and mask are cached, so later calls pass only the new tokens. The cache holds `max_len`
+positions; logits of tokens beyond it come back as NaN (inside jit there is no exception to
+raise, and a clamped cache write would otherwise give plausible but wrong numbers).
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ class TextDecoder(nn.Module):
     @nn.compact
     def __call__(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None, *, mask=None,
                  deterministic=True, decode=False):
-        """mask: optional extra 4-D self-attention mask (e.g. packed segments); causality is built in."""
+        """mask: optional extra 4-D self-attention mask (e.g. packed segments); causality is built in.
+        In decode mode it is over the cache: [B, 1, T or 1, max_len]."""
         cfg = self.cfg
         B, T = tokens_BxT.shape
         if memory_BxSxD is not None and not cfg.cross_attention:
             raise ValueError("memory was given but decoder.cross_attention is False")
+        if self.is_initializing() and cfg.cross_attention and memory_BxSxD is None:
+            raise ValueError("decoder.cross_attention is True: initialise the decoder with a memory "
+                             "(or set cross_attention=False for a decoder-only language model)")
         memory_mask = None
         if memory_BxSxD is not None:
             valid = jnp.ones(memory_BxSxD.shape[:2], bool) if memory_valid_BxS is None else memory_valid_BxS
@@ -53,7 +59,8 @@ class TextDecoder(nn.Module):
 
         embedding = TextEmbedding(cfg, self.dtype, self.param_dtype, name="embedding")
         x = embedding(tokens_BxT, positions_BxT, deterministic=deterministic)
-        x = self.perturb("embeddings", x)  # no-op unless 'perturbations' is passed: grads w.r.t. inputs
+        if not self.is_initializing():  # grads w.r.t. inputs when 'perturbations' is passed
+            x = self.perturb("embeddings", x)
         layer_cfg = cfg.layer_config(self.dtype, self.param_dtype, use_rope=cfg.position == "rope",
                                      rope_max_wavelength=cfg.rope_max_wavelength)
         x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,
@@ -63,7 +70,11 @@ class TextDecoder(nn.Module):
         if cfg.norm_position == "pre":
             x = layer_cfg.make_norm("final_norm")(x)
         if cfg.tie_embeddings:
-            return embedding.attend(x)
-        logits = dense(cfg.vocab_size, ("embed", "vocab"), use_bias=False, dtype=jnp.dtype(self.dtype),
-                       param_dtype=jnp.dtype(self.param_dtype), name="lm_head")(x)
-        return logits.astype(jnp.float32)
+            logits = embedding.attend(x)
+        else:
+            logits = dense(cfg.vocab_size, ("embed", "vocab"), use_bias=False, dtype=jnp.dtype(self.dtype),
+                           param_dtype=jnp.dtype(self.param_dtype), name="lm_head")(x).astype(jnp.float32)
+        if decode:  # past the end of the cache: poison the logits rather than return wrong ones
+            overflow_BxTx1 = (positions_BxT >= cfg.max_len)[:, :, None]
+            logits = jnp.where(overflow_BxTx1, jnp.nan, logits)
+        return logits

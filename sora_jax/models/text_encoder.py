@@ -30,7 +30,8 @@ class TextEncoder(nn.Module):
         positions_BxT = jnp.broadcast_to(jnp.arange(T)[None], (B, T))
         x = TextEmbedding(cfg, self.dtype, self.param_dtype, name="embedding")(
             tokens_BxT, positions_BxT, token_types_BxT, deterministic=deterministic)
-        x = self.perturb("embeddings", x)  # no-op unless 'perturbations' is passed: grads w.r.t. inputs
+        if not self.is_initializing():  # grads w.r.t. inputs when 'perturbations' is passed
+            x = self.perturb("embeddings", x)
         layer_cfg = cfg.layer_config(self.dtype, self.param_dtype, use_rope=cfg.position == "rope",
                                      rope_max_wavelength=cfg.rope_max_wavelength)
         x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,

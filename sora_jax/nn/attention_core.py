@@ -57,11 +57,13 @@ def explicit_attention(q, k, v, mask=None, bias=None, *, scale, dropout_rate=0.0
     return out.reshape(B, T, N, H)
 
 
-def _jax_attention(q, k, v, mask, bias, *, scale):
-    out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale)
+def _jax_attention(q, k, v, mask, bias, *, scale, is_causal):
+    # is_causal goes to jax as a flag (the cuDNN kernel builds it on the fly) rather than a mask.
+    out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
     if mask is not None:
         # jax averages the values of a fully masked row; we define that row as zeros.
-        any_key_BxTxNx1 = jnp.any(mask, axis=-1, keepdims=True).transpose(0, 2, 1, 3)
+        visible = combine_masks(mask, causal_mask(q.shape[1], k.shape[1]) if is_causal else None)
+        any_key_BxTxNx1 = jnp.any(visible, axis=-1, keepdims=True).transpose(0, 2, 1, 3)
         out = jnp.where(any_key_BxTxNx1, out, jnp.zeros((), out.dtype))
     return out
 
@@ -98,12 +100,12 @@ def dot_product_attention(
     if implementation == "chunked":
         return _chunked.chunked_attention(q, k, v, mask, bias, scale=scale, is_causal=is_causal,
                                           chunk_size=chunk_size)
+    if implementation == "jax":
+        return _jax_attention(q, k, v, mask, bias, scale=scale, is_causal=is_causal)
     if is_causal:
         mask = combine_masks(mask, causal_mask(q.shape[1], k.shape[1]))
     if implementation == "explicit":
         return explicit_attention(q, k, v, mask, bias, scale=scale,
                                   dropout_rate=dropout_rate if use_dropout else 0.0,
                                   dropout_rng=dropout_rng)
-    if implementation == "jax":
-        return _jax_attention(q, k, v, mask, bias, scale=scale)
     raise ValueError(f"unknown attention implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")

@@ -1,6 +1,7 @@
 """Gated cross-attention layer (Flamingo, Alayrac et al. 2022): tokens attend to another
 modality through tanh-gated residuals whose gates start at zero, so at initialisation the
-layer is exactly the identity and the text path is undisturbed. Scan-shaped like TransformerBlock."""
+layer is exactly the identity and the text path is undisturbed. Scan-shaped like TransformerBlock.
+Always pre-norm; memory_mask is a key-padding mask [B, 1, 1, S]."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class GatedCrossBlock(nn.Module):
                   deterministic=self.deterministic)
         x = x_BxTxD + jnp.tanh(attn_gate).astype(y.dtype) * dropout(y, deterministic=self.deterministic)
         y = cfg.make_mlp("mlp")(cfg.make_norm("mlp_norm")(x), deterministic=self.deterministic)
-        x = x + jnp.tanh(mlp_gate).astype(y.dtype) * dropout(y, deterministic=self.deterministic)
+        # An example with nothing to attend to (all memory masked) passes through unchanged.
+        has_memory_Bx1x1 = jnp.any(memory_mask, axis=(1, 2, 3))[:, None, None].astype(y.dtype)
+        y = has_memory_Bx1x1 * dropout(y, deterministic=self.deterministic)
+        x = x + jnp.tanh(mlp_gate).astype(y.dtype) * y
         x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
         return x, None

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 
 from sora_jax.models import SoraModel
-from tests.conftest import make_batch
+from tests.batches import make_batch
 
 
 def replace(cfg, **parts):

@@ -30,6 +30,7 @@ def test_presets_round_trip_through_config_dict(name):
     ({"dtype": "float16"}, r"model\.dtype: 'float16' is not one of float32, bfloat16"),
     ({"num_classes": -1}, r"model\.num_classes: must be >= 0"),
     ({"decoder": 3}, r"model\.decoder: expected a mapping"),
+    ({"fusion": {"mode": "cross", "norm_position": "post"}}, r"model\.fusion\.norm_position: gated cross"),
 ])
 def test_bad_values_name_their_key(override, message):
     with pytest.raises(ConfigError, match=message):

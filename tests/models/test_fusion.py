@@ -72,3 +72,21 @@ def test_fusion_needs_some_input(tiny_config):
     model, params = init_params(tiny_config)
     with pytest.raises(ValueError, match="text tokens, image tokens, or both"):
         model.apply({"params": params}, method=SoraModel.encode)
+
+
+@pytest.mark.parametrize("mode", ["joint", "cross"])
+def test_mixed_batch_example_without_image_matches_text_only(tiny_config, tiny_batch, mode):
+    cfg = replace(tiny_config, fusion=dict(mode=mode))
+    model, params = init_params(cfg)
+    opened = jax.tree_util.tree_map_with_path(  # open cross-mode gates so the image could leak in
+        lambda path, x: x + 0.5 if "gate" in jax.tree_util.keystr(path) else x, params)
+    text, valid, images = tiny_batch["text"], tiny_batch["text_valid"], tiny_batch["images"]
+    present = jnp.array([True, False])
+    run = jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=SoraModel.encode))
+    mixed = run(opened, text, valid, images, present)
+    text_only = run(opened, text, valid, None, None)
+    T = text.shape[1]
+    assert not bool(jnp.any(mixed.memory_valid[1, T:])) and bool(jnp.all(mixed.memory_valid[0, T:]))
+    np.testing.assert_allclose(np.asarray(mixed.memory[1, :T]), np.asarray(text_only.memory[1]), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(mixed.pooled[1]), np.asarray(text_only.pooled[1]), atol=1e-5)
+    assert np.abs(np.asarray(mixed.memory[0, :T]) - np.asarray(text_only.memory[0])).max() > 1e-4

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from sora_jax.models import SoraModel, count_parameters, presets
-from tests.conftest import make_batch
+from tests.batches import make_batch
 from tests.models.helpers import all_parts, replace
 
 VARIANTS = {
@@ -46,9 +46,18 @@ def test_every_parameter_has_logical_axis_names(variant):
         assert all(isinstance(n, str) and n for n in leaf.names), f"{where}: unnamed axis in {leaf.names}"
         if "layers" in where and cfg.decoder.scan_layers:
             assert leaf.names[0] == "layers", where
-    # The names resolve to a PartitionSpec for every parameter.
+        assert len(set(leaf.names)) == len(leaf.names), f"{where}: repeated axis name in {leaf.names}"
+    # Every name resolves through a MaxText-style rule table into a valid mesh PartitionSpec.
     specs = nn.get_partition_spec(boxed)
     assert len(jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))) == len(leaves)
+    names = {n for _, leaf in leaves for n in leaf.names}
+    rules = [("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"), ("kv_heads", "tensor"),
+             ("vocab", "tensor"), ("conv_out", "tensor")]
+    mesh_specs = nn.logical_to_mesh(specs, rules)
+    for spec in jax.tree.leaves(mesh_specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)):
+        used = [a for a in spec if a is not None]
+        assert len(used) == len(set(used)), spec  # no mesh axis used twice in one parameter
+    assert {"embed", "mlp", "heads", "vocab", "conv_out", "layers"} <= names | {"layers"}
 
 
 def test_grouped_query_attention_shares_key_value_heads(tiny_config):
@@ -88,8 +97,10 @@ def test_bfloat16_computation_keeps_float32_parameters_and_logits(tiny_config, t
     np.testing.assert_allclose(np.asarray(out16["logits"]), np.asarray(out32["logits"]), atol=0.1)
 
 
-def _overfit(cfg, inputs, targets, steps=60, lr=3e-3):
-    """Teacher-forced next-token training on one batch; returns (first loss, last loss)."""
+def _overfit(cfg, inputs, targets, steps=100, lr=3e-3):
+    """Teacher-forced next-token training on one batch. Returns the first and last mean losses and,
+    after training, the first-token loss with each example's own memory and with another example's.
+    Only the memory can tell the first token (all examples start from the same BOS)."""
     model = SoraModel(cfg)
     text, text_valid, images = inputs
     bos = jnp.zeros((targets.shape[0], 1), jnp.int32)
@@ -97,14 +108,17 @@ def _overfit(cfg, inputs, targets, steps=60, lr=3e-3):
     params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), text, text_valid, images, decoder_in)["params"])
     tx = optax.adam(lr)
 
-    def loss_fn(p):
+    def loss_by_position(p, shuffle_memory=False):
         enc = model.apply({"params": p}, text, text_valid, images, method=SoraModel.encode)
-        logits = model.apply({"params": p}, decoder_in, enc.memory, enc.memory_valid, method=SoraModel.decode)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+        memory, valid = enc.memory, enc.memory_valid
+        if shuffle_memory:
+            memory, valid = jnp.roll(memory, 1, axis=0), jnp.roll(valid, 1, axis=0)
+        logits = model.apply({"params": p}, decoder_in, memory, valid, method=SoraModel.decode)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean(axis=0)
 
     @jax.jit
     def train_step(p, opt_state):
-        loss, grads = jax.value_and_grad(loss_fn)(p)
+        loss, grads = jax.value_and_grad(lambda p: loss_by_position(p).mean())(p)
         updates, opt_state = tx.update(grads, opt_state, p)
         return optax.apply_updates(p, updates), opt_state, loss
 
@@ -113,7 +127,9 @@ def _overfit(cfg, inputs, targets, steps=60, lr=3e-3):
     for _ in range(steps):
         params, opt_state, loss = train_step(params, opt_state)
         losses.append(float(loss))
-    return losses[0], losses[-1]
+    first_token = float(jax.jit(loss_by_position)(params)[0])
+    first_token_shuffled = float(jax.jit(lambda p: loss_by_position(p, shuffle_memory=True))(params)[0])
+    return losses[0], losses[-1], first_token, first_token_shuffled
 
 
 def _targets(cfg, batch, length, seed):
@@ -124,12 +140,14 @@ def _targets(cfg, batch, length, seed):
 def test_tiny_model_overfits_a_captioning_batch(tiny_config):
     cfg = tiny_config
     batch = make_batch(cfg, batch=4)
-    first, last = _overfit(cfg, (None, None, batch["images"]), _targets(cfg, 4, 8, seed=1))
+    first, last, own, other = _overfit(cfg, (None, None, batch["images"]), _targets(cfg, 4, 8, seed=1))
     assert first > 3.5 and last < first / 10, (first, last)
+    assert own < 0.3 and other > 2.0, (own, other)  # the first word is read from the image
 
 
 def test_tiny_model_overfits_a_text_to_text_batch(tiny_config):
     cfg = tiny_config
     batch = make_batch(cfg, batch=4)
-    first, last = _overfit(cfg, (batch["text"], batch["text_valid"], None), _targets(cfg, 4, 8, seed=2))
+    first, last, own, other = _overfit(cfg, (batch["text"], batch["text_valid"], None), _targets(cfg, 4, 8, seed=2))
     assert first > 3.5 and last < first / 10, (first, last)
+    assert own < 0.3 and other > 2.0, (own, other)  # the first word is read from the source text

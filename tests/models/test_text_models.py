@@ -139,7 +139,7 @@ def test_remat_changes_nothing_numerically(tiny_config, tiny_batch, policy, scan
 
 @functools.lru_cache(maxsize=None)
 def _reference_forward_and_grads(cfg):
-    from tests.conftest import make_batch
+    from tests.batches import make_batch
     model, params = init_params(cfg)
     return _forward_and_grads(model, params, make_batch(cfg))
 
@@ -148,7 +148,7 @@ class JitEquivalenceTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_jit_and_no_jit_agree(self):
         from sora_jax.models import presets
-        from tests.conftest import make_batch
+        from tests.batches import make_batch
         cfg = presets.tiny()
         batch = make_batch(cfg)
         model, params = init_params(cfg, batch)
@@ -176,3 +176,30 @@ def test_dropout_is_active_only_in_training_and_seeded(tiny_config, tiny_batch):
     np.testing.assert_array_equal(np.asarray(train[0]), np.asarray(train[1]))
     assert not np.allclose(np.asarray(train[0]), np.asarray(train[2]))
     assert not np.allclose(np.asarray(train[0]), np.asarray(eval_a))
+
+
+def test_decoder_logits_depend_on_the_memory(tiny_config, tiny_batch):
+    model, params = init_params(tiny_config)
+    enc = encode(model, params, tiny_batch)
+    decode = jax.jit(lambda m, v: model.apply({"params": params}, tiny_batch["dec"], m, v, method=SoraModel.decode))
+    a = decode(enc.memory, enc.memory_valid)
+    b = decode(enc.memory[::-1], enc.memory_valid[::-1])
+    assert np.abs(np.asarray(a[0]) - np.asarray(b[0])).max() > 1e-3
+
+
+def test_decoding_past_the_cache_poisons_logits_instead_of_corrupting_them(tiny_config, tiny_batch):
+    model, params = init_params(tiny_config)
+    enc = encode(model, params, tiny_batch)
+    L = tiny_config.decoder.max_len
+    tokens = jnp.ones((2, L + 2), jnp.int32)
+    stepped, _ = _decode_incrementally(model, params, tokens, enc.memory, enc.memory_valid, prefill=L - 1)
+    assert bool(jnp.all(jnp.isfinite(stepped[:, :L]))) and bool(jnp.all(jnp.isnan(stepped[:, L:])))
+
+
+def test_init_holds_only_parameters_and_checks_for_memory(tiny_config, tiny_batch):
+    model = SoraModel(tiny_config)
+    b = tiny_batch
+    variables = jax.eval_shape(model.init, jax.random.key(0), b["text"], b["text_valid"], b["images"], b["dec"])
+    assert set(variables) == {"params"}  # no 'perturbations' or 'cache' sized to the init batch
+    with pytest.raises(ValueError, match="initialise the decoder with a memory"):
+        jax.eval_shape(lambda: model.init(jax.random.key(0), b["dec"], method=SoraModel.decode))

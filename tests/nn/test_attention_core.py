@@ -39,7 +39,7 @@ def make_case(name, dtype=jnp.float32, seed=0):
     causal = False
     if name == "cross":
         S = 19
-    if name == "gqa":
+    if name in ("gqa", "gqa_head_mask_key_bias"):
         K = 2
     keys = jax.random.split(jax.random.key(seed), 4)
     if name in ("padding", "cross", "gqa", "fully_masked"):
@@ -49,6 +49,10 @@ def make_case(name, dtype=jnp.float32, seed=0):
         causal = True
     if name == "bias":
         bias = jax.random.normal(keys[3], (1, N, T, S))
+    if name == "gqa_head_mask_key_bias":
+        # A different mask per head, and a bias that varies only along the keys (shape [B, 1, 1, S]).
+        mask = jax.random.bernoulli(keys[3], 0.7, (B, N, T, S))
+        bias = jax.random.normal(keys[3], (B, 1, 1, S))
     if name == "segments":
         seg = jnp.array([[1] * 5 + [2] * 4 + [0] * 2, [1] * 11])
         mask = masks.segment_mask(seg)
@@ -59,7 +63,7 @@ def make_case(name, dtype=jnp.float32, seed=0):
     return q, k, v, mask, bias, causal
 
 
-CASES = ("padding", "causal", "cross", "bias", "gqa", "fully_masked", "segments")
+CASES = ("padding", "causal", "cross", "bias", "gqa", "fully_masked", "segments", "gqa_head_mask_key_bias")
 
 
 @pytest.mark.parametrize("case", CASES)
