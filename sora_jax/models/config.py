@@ -52,13 +52,11 @@ class TransformerConfig:
         return self.head_dim or self.d_model // self.num_heads
 
     def layer_config(self, dtype, param_dtype, use_rope=False, rope_max_wavelength=10_000.0):
-        return LayerConfig(
-            num_heads=self.num_heads, head_dim=self.resolved_head_dim, mlp_dim=self.mlp_dim,
-            num_kv_heads=self.num_kv_heads or None, mlp_activation=self.mlp_activation, norm=self.norm,
-            norm_position=self.norm_position, norm_eps=self.norm_eps, dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate, attention_impl=self.attention_impl,
-            chunk_size=self.chunk_size, use_bias=self.use_bias, use_rope=use_rope,
-            rope_max_wavelength=rope_max_wavelength, dtype=dtype, param_dtype=param_dtype)
+        """The per-layer settings (same-named fields) plus what only the model knows."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(LayerConfig) if hasattr(self, f.name)}
+        shared.update(head_dim=self.resolved_head_dim, num_kv_heads=self.num_kv_heads or None, use_rope=use_rope,
+                      rope_max_wavelength=rope_max_wavelength, dtype=dtype, param_dtype=param_dtype)
+        return LayerConfig(**shared)
 
     def validate(self, path):
         _positive(self, path, "num_layers", "d_model", "num_heads", "mlp_dim", "chunk_size")
@@ -78,36 +76,43 @@ class TransformerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TextEncoderConfig(TransformerConfig):
+class TextTransformerConfig(TransformerConfig):
+    """A Transformer over token ids: vocabulary, length and positional encoding."""
+
     vocab_size: int = 512
     max_len: int = 128
     position: str = "learned"
     rope_max_wavelength: float = 10_000.0
+
+    def validate(self, path):
+        super().validate(path)
+        _positive(self, path, "vocab_size", "max_len")
+        _choice(self, path, position=POSITIONS)
+        if self.position == "rope" and self.resolved_head_dim % 2:
+            raise ConfigError(f"{path}.position: RoPE needs an even head_dim, got {self.resolved_head_dim}")
+        if self.position == "sinusoidal" and self.d_model % 2:
+            raise ConfigError(f"{path}.position: sinusoidal positions need an even d_model, got {self.d_model}")
+
+    def text_layer_config(self, dtype, param_dtype):
+        return self.layer_config(dtype, param_dtype, use_rope=self.position == "rope",
+                                 rope_max_wavelength=self.rope_max_wavelength)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextEncoderConfig(TextTransformerConfig):
     pooling: str = "mean"  # TextEncoder's pooled output: "mean" over real tokens, or "cls" (first token)
     type_vocab_size: int = 0  # >0 adds BERT-style token-type embeddings
     embed_norm: bool = False  # BERT normalises the summed embeddings
 
     def validate(self, path):
         super().validate(path)
-        _positive(self, path, "vocab_size", "max_len")
-        _choice(self, path, position=POSITIONS, pooling=("mean", "cls"))
-        _check_position(self, path)
+        _choice(self, path, pooling=("mean", "cls"))
 
 
 @dataclasses.dataclass(frozen=True)
-class TextDecoderConfig(TransformerConfig):
-    vocab_size: int = 512
-    max_len: int = 128
-    position: str = "learned"
-    rope_max_wavelength: float = 10_000.0
+class TextDecoderConfig(TextTransformerConfig):
     tie_embeddings: bool = True
     cross_attention: bool = True  # False: a decoder-only language model
-
-    def validate(self, path):
-        super().validate(path)
-        _positive(self, path, "vocab_size", "max_len")
-        _choice(self, path, position=POSITIONS)
-        _check_position(self, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,9 +247,3 @@ def _choice(cfg, path, **choices):
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"{path}.{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
 
-
-def _check_position(cfg, path):
-    if cfg.position == "rope" and cfg.resolved_head_dim % 2:
-        raise ConfigError(f"{path}.position: RoPE needs an even head_dim, got {cfg.resolved_head_dim}")
-    if cfg.position == "sinusoidal" and cfg.d_model % 2:
-        raise ConfigError(f"{path}.position: sinusoidal positions need an even d_model, got {cfg.d_model}")

@@ -61,8 +61,7 @@ class TextDecoder(nn.Module):
         x = embedding(tokens_BxT, positions_BxT, deterministic=deterministic)
         if not self.is_initializing():  # grads w.r.t. inputs when 'perturbations' is passed
             x = self.perturb("embeddings", x)
-        layer_cfg = cfg.layer_config(self.dtype, self.param_dtype, use_rope=cfg.position == "rope",
-                                     rope_max_wavelength=cfg.rope_max_wavelength)
+        layer_cfg = cfg.text_layer_config(self.dtype, self.param_dtype)
         x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,
                        causal=True, cross_attention=cfg.cross_attention, max_cache_len=cfg.max_len,
                        name="blocks")(x, mask, memory_BxSxD, memory_mask, positions_BxT, cache_index,

@@ -32,8 +32,7 @@ class TextEncoder(nn.Module):
             tokens_BxT, positions_BxT, token_types_BxT, deterministic=deterministic)
         if not self.is_initializing():  # grads w.r.t. inputs when 'perturbations' is passed
             x = self.perturb("embeddings", x)
-        layer_cfg = cfg.layer_config(self.dtype, self.param_dtype, use_rope=cfg.position == "rope",
-                                     rope_max_wavelength=cfg.rope_max_wavelength)
+        layer_cfg = cfg.text_layer_config(self.dtype, self.param_dtype)
         x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,
                        name="blocks")(x, key_padding_mask(valid_BxT), positions=positions_BxT,
                                       deterministic=deterministic)

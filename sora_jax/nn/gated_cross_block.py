@@ -10,16 +10,11 @@ import jax.numpy as jnp
 
 from sora_jax.nn.attention import MultiHeadAttention
 from sora_jax.nn.linear import logical
-from sora_jax.nn.transformer_block import LayerConfig
+from sora_jax.nn.transformer_block import StackableLayer
 
 
-class GatedCrossBlock(nn.Module):
-    cfg: LayerConfig
-    causal: bool = False  # unused; keeps the LayerStack interface
-    cross_attention: bool = True
-    max_cache_len: int = 0
-    deterministic: bool = True
-    decode: bool = False
+class GatedCrossBlock(StackableLayer):
+    """Uses cfg, deterministic; the other StackableLayer fields only keep the LayerStack interface."""
 
     @nn.compact
     def __call__(self, x_BxTxD, mask=None, memory=None, memory_mask=None, positions=None, cache_index=None):

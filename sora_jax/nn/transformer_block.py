@@ -61,13 +61,19 @@ def residual(cfg: LayerConfig, x, sublayer, norm, dropout):
     raise ValueError(f"norm_position must be 'pre' or 'post', got {cfg.norm_position!r}")
 
 
-class TransformerBlock(nn.Module):
+class StackableLayer(nn.Module):
+    """What LayerStack passes to every layer it builds; subclasses implement the scan-shaped
+    __call__(x, mask, memory, memory_mask, positions, cache_index) -> (x, None)."""
+
     cfg: LayerConfig
     causal: bool = False
     cross_attention: bool = False
     max_cache_len: int = 0
     deterministic: bool = True
     decode: bool = False
+
+
+class TransformerBlock(StackableLayer):
 
     @nn.compact
     def __call__(self, x_BxTxD, mask=None, memory=None, memory_mask=None, positions=None, cache_index=None):
