@@ -1,0 +1,115 @@
+"""From an experiment config to data: the tokenizer, the example spec, and the training and
+evaluation datasets for this process."""
+
+from __future__ import annotations
+
+import os
+
+from sora_jax.data import datasets, pipeline
+from sora_jax.data.errors import ON_ERROR, DataError
+from sora_jax.data.images import ImageTransform
+from sora_jax.data.schema import TASKS, ExampleSpec
+from sora_jax.data.tasks import make_builder
+from sora_jax.data.tokenizers import load_tokenizer, make_tokenizer
+
+MIXTURE = "mixture"
+
+
+def example_spec(data_cfg) -> ExampleSpec:
+    return ExampleSpec(text_len=data_cfg.text_len, decoder_len=data_cfg.decoder_len,
+                       image_size=data_cfg.image_size, channels=data_cfg.channels)
+
+
+def components_config(data_cfg) -> dict:
+    """name -> {dataset, task, weight, ...}: the mixture, or the single data.name / data.task."""
+    if data_cfg.name != MIXTURE:
+        return {f"{data_cfg.name}/{data_cfg.task}": {"dataset": data_cfg.name, "task": data_cfg.task, "weight": 1.0}}
+    if not data_cfg.mixture:
+        raise DataError("data.name is 'mixture' but data.mixture is empty", file="config", field="data.mixture")
+    out = {}
+    for name, entry in data_cfg.mixture.items():
+        entry = dict(entry)
+        for key in ("dataset", "task"):
+            if key not in entry:
+                raise DataError(f"mixture entry needs {key!r}", file="config", field=f"data.mixture.{name}")
+        entry.setdefault("weight", 1.0)
+        out[name] = entry
+    return out
+
+
+def tokenizer_from_config(data_cfg, workdir: str | None = None):
+    """data.tokenizer: "byte", "sentencepiece:PATH", "hf:PATH", a saved directory, or
+    "sentencepiece:train" (trained on the training texts, saved under WORKDIR/tokenizer and
+    reused when that directory already exists)."""
+    spec = data_cfg.tokenizer
+    if spec != "sentencepiece:train":
+        return make_tokenizer(spec)
+    if not workdir:
+        raise DataError("data.tokenizer='sentencepiece:train' needs a workdir to save the tokenizer", file="config")
+    directory = os.path.join(workdir, "tokenizer")
+    if os.path.exists(os.path.join(directory, "tokenizer_config.json")):
+        return load_tokenizer(directory)
+    from sora_jax.data.tokenizers import train_sentencepiece
+
+    def texts():
+        for entry in components_config(data_cfg).values():
+            yield from datasets.corpus_texts(entry["dataset"], data_cfg)
+
+    return train_sentencepiece(texts(), data_cfg.vocab_size, directory)
+
+
+def _check(data_cfg):
+    if data_cfg.on_error not in ON_ERROR:
+        raise DataError(f"must be one of {', '.join(ON_ERROR)}, got {data_cfg.on_error!r}", file="config",
+                        field="data.on_error")
+    for name, entry in components_config(data_cfg).items():
+        if entry["task"] not in TASKS:
+            raise DataError(f"unknown task {entry['task']!r}; choose one of {', '.join(TASKS)}", file="config",
+                            field="data.task")
+        datasets.check_task(entry["dataset"], entry["task"])
+
+
+def make_components(data_cfg, split: str, tokenizer, *, train: bool) -> list[pipeline.Component]:
+    _check(data_cfg)
+    spec = example_spec(data_cfg)
+    components = []
+    for name, entry in components_config(data_cfg).items():
+        source, fields, options = datasets.open_dataset(entry["dataset"], split, data_cfg, tokenizer, entry)
+        transform = None
+        if spec.image_size:
+            transform = ImageTransform(spec.image_size, spec.channels, random_crop=train and data_cfg.random_crop,
+                                       flip=train and data_cfg.flip, crop_scale=1.125 if train and data_cfg.random_crop else 1.0)
+        try:
+            builder = make_builder(entry["task"], spec, tokenizer, fields, transform, pack=data_cfg.pack,
+                                   mask_kind=data_cfg.mask_kind, **options)
+        except ValueError as e:
+            raise DataError(str(e), file="config", field=f"data.mixture.{name}" if data_cfg.name == MIXTURE
+                            else "data.task") from None
+        components.append(pipeline.Component(name, source, builder, float(entry["weight"])))
+    return components
+
+
+def _per_process(batch_size, process_count, key):
+    if batch_size % process_count:
+        raise DataError(f"{batch_size} is not divisible by the {process_count} processes", file="config", field=key)
+    return batch_size // process_count
+
+
+def train_dataset(config, tokenizer, *, process_index: int = 0, process_count: int = 1):
+    """Endless batches for this process: data.batch_size / process_count examples each."""
+    d = config.data
+    return pipeline.training_dataset(
+        make_components(d, "train", tokenizer, train=True), example_spec(d),
+        batch_size=_per_process(d.batch_size, process_count, "data.batch_size"), seed=config.seed,
+        process_index=process_index, process_count=process_count, on_error=d.on_error,
+        num_workers=d.num_workers, worker_buffer_size=d.worker_buffer_size, read_threads=d.read_threads,
+        prefetch_batches=d.prefetch_batches)
+
+
+def eval_datasets(config, tokenizer, split: str = "validation", *, process_index: int = 0, process_count: int = 1):
+    """name -> one padded pass over the split, per mixture component."""
+    d = config.data
+    batch = _per_process(d.eval_batch_size, process_count, "data.eval_batch_size")
+    return {c.name: pipeline.evaluation_dataset(c, example_spec(d), batch_size=batch, process_index=process_index,
+                                                process_count=process_count, on_error=d.on_error)
+            for c in make_components(d, split, tokenizer, train=False)}
