@@ -13,14 +13,22 @@ from PIL import Image, UnidentifiedImageError
 from sora_jax.data.errors import DataError
 
 
+def resolve_image_path(path: str, record_file: str | None) -> str:
+    """An image path in a record is relative to the file the record came from."""
+    if os.path.isabs(path) or not record_file or not os.path.exists(record_file):
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(record_file)), path)
+
+
 def decode_image(value, *, file=None, record=None, field="image") -> Image.Image:
-    """bytes (PNG/JPEG/...), a path, or a uint8 array [H, W], [H, W, 1|3|4] -> RGB PIL image."""
+    """bytes (PNG/JPEG/...), a path (relative to `file`), or a uint8 array [H, W], [H, W, 1|3|4]
+    -> RGB PIL image."""
     try:
         if isinstance(value, (bytes, bytearray)):
             image = Image.open(io.BytesIO(value))
             image.load()
         elif isinstance(value, str):
-            image = Image.open(value)
+            image = Image.open(resolve_image_path(value, file))
             image.load()
         elif isinstance(value, np.ndarray):
             array = value

@@ -4,13 +4,15 @@ evaluation datasets for this process."""
 from __future__ import annotations
 
 import os
+import time
 
 from sora_jax.data import datasets, pipeline
 from sora_jax.data.errors import ON_ERROR, DataError
 from sora_jax.data.images import ImageTransform
 from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.data.tasks import make_builder
-from sora_jax.data.tokenizers import load_tokenizer, make_tokenizer
+from sora_jax.data.tokenizers import load_tokenizer, make_tokenizer, train_sentencepiece
+from sora_jax.data.tokenizers.base import CONFIG_FILE
 
 MIXTURE = "mixture"
 
@@ -37,25 +39,39 @@ def components_config(data_cfg) -> dict:
     return out
 
 
-def tokenizer_from_config(data_cfg, workdir: str | None = None):
+def tokenizer_from_config(data_cfg, workdir: str | None = None, *, process_index: int = 0,
+                          wait_seconds: float = 1800.0):
     """data.tokenizer: "byte", "sentencepiece:PATH", "hf:PATH", a saved directory, or
-    "sentencepiece:train" (trained on the training texts, saved under WORKDIR/tokenizer and
-    reused when that directory already exists)."""
+    "sentencepiece:train": trained on the training texts by process 0, saved under
+    WORKDIR/tokenizer (the other processes wait for it) and reused when the run resumes."""
     spec = data_cfg.tokenizer
     if spec != "sentencepiece:train":
         return make_tokenizer(spec)
     if not workdir:
-        raise DataError("data.tokenizer='sentencepiece:train' needs a workdir to save the tokenizer", file="config")
+        raise DataError("'sentencepiece:train' needs a workdir to save the tokenizer", file="config",
+                        field="data.tokenizer")
     directory = os.path.join(workdir, "tokenizer")
-    if os.path.exists(os.path.join(directory, "tokenizer_config.json")):
+    saved = os.path.join(directory, CONFIG_FILE)
+    if os.path.exists(saved):
         return load_tokenizer(directory)
-    from sora_jax.data.tokenizers import train_sentencepiece
+    if process_index != 0:
+        deadline = time.monotonic() + wait_seconds
+        while not os.path.exists(saved):
+            if time.monotonic() > deadline:
+                raise DataError(f"process 0 did not save the trained tokenizer within {wait_seconds:.0f} s",
+                                file=directory)
+            time.sleep(1.0)
+        return load_tokenizer(directory)
 
     def texts():
         for entry in components_config(data_cfg).values():
-            yield from datasets.corpus_texts(entry["dataset"], data_cfg)
+            yield from datasets.corpus_texts(entry["dataset"], data_cfg, entry)
 
-    return train_sentencepiece(texts(), data_cfg.vocab_size, directory)
+    # Trained into a temporary folder and renamed, so a reader never sees a half-written tokenizer.
+    temp = f"{directory}.partial-{os.getpid()}"
+    train_sentencepiece(texts(), data_cfg.vocab_size, temp)
+    os.replace(temp, directory)
+    return load_tokenizer(directory)
 
 
 def _check(data_cfg):
@@ -74,14 +90,15 @@ def make_components(data_cfg, split: str, tokenizer, *, train: bool) -> list[pip
     spec = example_spec(data_cfg)
     components = []
     for name, entry in components_config(data_cfg).items():
-        source, fields, options = datasets.open_dataset(entry["dataset"], split, data_cfg, tokenizer, entry)
+        source, fields, options = datasets.open_dataset(entry["dataset"], split, data_cfg, tokenizer, entry,
+                                                        task=entry["task"])
         transform = None
         if spec.image_size:
             transform = ImageTransform(spec.image_size, spec.channels, random_crop=train and data_cfg.random_crop,
                                        flip=train and data_cfg.flip, crop_scale=1.125 if train and data_cfg.random_crop else 1.0)
         try:
-            builder = make_builder(entry["task"], spec, tokenizer, fields, transform, pack=data_cfg.pack,
-                                   mask_kind=data_cfg.mask_kind, **options)
+            builder = make_builder(entry["task"], spec, tokenizer, fields, transform, pack=train and data_cfg.pack,
+                                   train=train, mask_kind=data_cfg.mask_kind, **options)
         except ValueError as e:
             raise DataError(str(e), file="config", field=f"data.mixture.{name}" if data_cfg.name == MIXTURE
                             else "data.task") from None
@@ -111,5 +128,5 @@ def eval_datasets(config, tokenizer, split: str = "validation", *, process_index
     d = config.data
     batch = _per_process(d.eval_batch_size, process_count, "data.eval_batch_size")
     return {c.name: pipeline.evaluation_dataset(c, example_spec(d), batch_size=batch, process_index=process_index,
-                                                process_count=process_count, on_error=d.on_error)
+                                                process_count=process_count, on_error=d.on_error, seed=config.seed)
             for c in make_components(d, split, tokenizer, train=False)}

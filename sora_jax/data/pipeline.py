@@ -2,8 +2,8 @@
 
 Training, per component (dataset x task):
   source -> this process's share -> shuffle (seeded, reshuffled each epoch) -> repeat
-  -> build examples (random_map: per-example rng derived from the seed and the index)
-  -> drop bad records if on_error="skip", counting them -> [pack LM documents] -> complete
+  -> build examples (rng seeded by (seed, epoch, record id): independent of the process layout)
+  -> drop bad records if on_error="skip", counting them -> [split and pack LM documents] -> complete
 Components are mixed by weight (deterministically), batched, and optionally handed to worker
 processes. Iterators support get_state()/set_state(): a restored iterator yields exactly the
 batches the original would have.
@@ -21,7 +21,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from sora_jax.data.errors import ON_ERROR, DataError
+from sora_jax.data.errors import ON_ERROR, DataError, where_of
 from sora_jax.data.schema import ExampleSpec, stack_examples
 from sora_jax.data.tasks.common import TaskBuilder
 
@@ -39,43 +39,63 @@ class Component:
     weight: float = 1.0
 
 
-class _Guarded:
-    """Reads a record and builds its example; under on_error="skip" a DataError becomes None."""
+class Skipped:
+    """Stands in for an example whose record was bad (on_error="skip"); carries the reason."""
 
-    def __init__(self, source, builder, on_error):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class _Guarded:
+    """Reads record `record_id` and builds its example with a generator seeded by
+    (seed, epoch, record id): the same record gets the same augmentation in the same epoch
+    whatever the number of processes. Under on_error="skip" a bad record becomes Skipped."""
+
+    def __init__(self, name, source, builder, on_error, seed, epoch_size):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        self.source, self.builder, self.on_error = source, builder, on_error
+        self.name, self.source, self.builder, self.on_error = name, source, builder, on_error
+        self.seed, self.epoch_size = seed, epoch_size
 
-    def __call__(self, index, rng):
+    def __call__(self, position, record_id):
+        rng = np.random.default_rng([self.seed, position // self.epoch_size, int(record_id)])
+        record = None
         try:
-            return self.builder(self.source[index], rng)
-        except DataError:
+            record = self.source[int(record_id)]
+            return self.builder(record, rng)
+        except Exception as e:  # noqa: BLE001 - every failure must name its record
+            if not isinstance(e, DataError):
+                place = where_of(record) if isinstance(record, dict) else {"file": self.name, "record": int(record_id)}
+                e = DataError(f"{type(e).__name__}: {e}", **place)
             if self.on_error == "skip":
-                return None
-            raise
+                return Skipped(str(e))
+            raise e from None
 
 
 class _SkipBadRecords(grain.IterDataset):
-    """Drops None elements and records how many were dropped in the next kept element."""
+    """Drops Skipped elements and records how many were dropped in the next kept element.
+    If every record of the stream is bad it raises instead of looping forever."""
 
-    def __init__(self, parent, per_token: bool):
+    def __init__(self, parent, per_token: bool, name: str, limit: int):
         super().__init__(parent)
-        self._per_token = per_token
+        self._per_token, self._name, self._limit = per_token, name, limit
 
     def __iter__(self):
-        return _SkipBadRecordsIterator(self._parent.__iter__(), self._per_token)
+        return _SkipBadRecordsIterator(self._parent.__iter__(), self._per_token, self._name, self._limit)
 
 
 class _SkipBadRecordsIterator(grain.DatasetIterator):
-    def __init__(self, parent, per_token):
+    def __init__(self, parent, per_token, name, limit):
         super().__init__(parent)
-        self._per_token = per_token
+        self._per_token, self._name, self._limit = per_token, name, limit
 
     def __next__(self):
         skipped = 0
-        while (element := next(self._parent)) is None:
+        while isinstance(element := next(self._parent), Skipped):
             skipped += 1
+            if skipped >= self._limit:
+                raise DataError(f"all {self._limit} records of this process's share are bad; the last: "
+                                f"{element.reason}", file=self._name)
         if self._per_token:  # the packer keeps per-token features: put the count on the first token
             counts = np.zeros(len(element["decoder_inputs"]), np.int32)
             counts[0] = skipped
@@ -87,6 +107,19 @@ class _SkipBadRecordsIterator(grain.DatasetIterator):
 
     def set_state(self, state):
         self._parent.set_state(state)
+
+
+class _SplitDocument(grain.experimental.FlatMapTransform):
+    """Cuts a variable-length LM document into pieces of at most `length` tokens for the packer."""
+
+    max_fan_out = 64  # the LM builder caps documents at 64 rows' worth of tokens
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def flat_map(self, element):
+        n = len(element["decoder_inputs"])
+        return [{k: v[start:start + self.length] for k, v in element.items()} for start in range(0, n, self.length)]
 
 
 class _Complete:
@@ -113,17 +146,21 @@ def _process_share(num_records: int, process_index: int, process_count: int):
 
 def _component_stream(component: Component, spec: ExampleSpec, *, seed, process_index, process_count, on_error,
                       read_threads):
-    if len(component.source) == 0:
-        raise DataError("dataset is empty", file=component.name)
-    ds = _process_share(len(component.source), process_index, process_count)
-    ds = ds.shuffle(seed=seed).repeat(None)  # reshuffled every epoch
-    ds = ds.random_map(_Guarded(component.source, component.builder, on_error), seed=seed + 1)
+    share = _process_share(len(component.source), process_index, process_count)
+    if len(share) == 0:
+        raise DataError(f"no records for process {process_index} of {process_count} "
+                        f"(the dataset has {len(component.source)})", file=component.name)
+    ds = share.shuffle(seed=seed).repeat(None)  # elements are global record ids, reshuffled every epoch
+    ds = ds.map_with_index(_Guarded(component.name, component.source, component.builder, on_error, seed + 1,
+                                    len(share)))
     packed = component.builder.task == "lm" and component.builder.options.get("pack", False)
     # grain's default of 16 reader threads costs more than it gives on a few cores (GIL contention):
     # read_threads=0 reads in the consuming thread; worker processes are the way to scale.
     read = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4 * read_threads)
-    it = _SkipBadRecords(ds.to_iter_dataset(read, allow_nones=True), per_token=packed)
+    it = _SkipBadRecords(ds.to_iter_dataset(read), per_token=packed, name=component.name, limit=len(share))
     if packed:
+        # Long documents continue in the next rows rather than being cut off.
+        it = grain.experimental.FlatMapIterDataset(it, _SplitDocument(spec.decoder_len))
         length = {name: spec.decoder_len for name in _PACKED_FIELDS + (_PER_TOKEN_SKIPS,)}
         it = grain.experimental.FirstFitPackIterDataset(
             it, length_struct=length, num_packing_bins=8, seed=seed, shuffle_bins=True,
@@ -172,9 +209,9 @@ class _EvalElement:
     def __call__(self, i):
         if i >= len(self.share):
             return self.spec.empty()  # padding: weight 0
-        # Evaluation is deterministic: a fixed rng per record (no augmentation is configured for eval).
-        element = self.guarded(self.share[i], np.random.default_rng(i))
-        if element is None:
+        # Seeded by record id (epoch 0): the same example whatever the number of processes.
+        element = self.guarded(0, self.share[i])
+        if isinstance(element, Skipped):
             empty = self.spec.empty()
             empty["num_skipped"] = np.int32(1)
             return empty
@@ -182,13 +219,15 @@ class _EvalElement:
 
 
 def evaluation_dataset(component: Component, spec: ExampleSpec, *, batch_size: int, process_index: int = 0,
-                       process_count: int = 1, on_error: str = "raise") -> grain.MapDataset:
+                       process_count: int = 1, on_error: str = "raise", seed: int = 0) -> grain.MapDataset:
     """One deterministic pass over the split; skipped records come back as weight-0 examples with
     num_skipped=1, so the count stays exact."""
     share = _process_share(len(component.source), process_index, process_count)
     per_process = math.ceil(len(component.source) / process_count)
     num_batches = math.ceil(per_process / batch_size)
-    element = _EvalElement(_Guarded(component.source, component.builder, on_error), spec,
-                           component.builder.task, share)
+    if component.builder.options.get("pack"):
+        raise ValueError("evaluation builders must not pack (build them with train=False)")
+    guarded = _Guarded(component.name, component.source, component.builder, on_error, seed, len(component.source))
+    element = _EvalElement(guarded, spec, component.builder.task, share)
     ds = grain.MapDataset.range(num_batches * batch_size).map(element)
     return ds.batch(batch_size, drop_remainder=True, batch_fn=stack_examples)

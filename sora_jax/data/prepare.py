@@ -23,7 +23,7 @@ import shutil
 import sys
 
 from sora_jax.data.errors import ON_ERROR, DataError
-from sora_jax.data.images import decode_image
+from sora_jax.data.images import decode_image, resolve_image_path
 from sora_jax.data.records import encode_record
 from sora_jax.data.sources import FORMATS, open_source
 
@@ -41,6 +41,9 @@ def _validate(record: dict, image_fields) -> dict:
     for field in image_fields:
         if field in record:
             decode_image(record[field], file=record.get("_file"), record=record.get("_record"), field=field)
+            if isinstance(record[field], str):  # store the image itself: shards must be self-contained
+                with open(resolve_image_path(record[field], record.get("_file")), "rb") as f:
+                    record = {**record, field: f.read()}
     for key, value in record.items():
         if isinstance(value, str) and not key.startswith("_") and not value.strip():
             raise DataError("empty text", file=record.get("_file"), record=record.get("_record"), field=key)

@@ -13,6 +13,8 @@ import glob
 import json
 import os
 
+import numpy as np
+
 from sora_jax.data.errors import DataError
 from sora_jax.data.images import is_image_file
 from sora_jax.data.records import decode_record
@@ -36,29 +38,44 @@ def expand_paths(pattern: str, *, suffixes=None) -> list[str]:
 
 
 class _LineIndexed:
-    """Shared machinery: (path, byte offset, line number) of every non-empty line."""
+    """Shared machinery: file, byte range and line number of every non-empty line, in numpy
+    arrays (compact, cheap to send to worker processes). Reads use os.pread on a file
+    descriptor opened once per process: no seek, so concurrent reader threads are safe."""
 
     def __init__(self, paths: list[str], skip_header: bool = False):
-        self._index = []
-        for path in paths:
+        self._paths = list(paths)
+        files, starts, ends, lines = [], [], [], []
+        for file_index, path in enumerate(self._paths):
             with open(path, "rb") as f:
-                offset, line_no = 0, 0
-                for line in f:
-                    line_no += 1
+                offset = 0
+                for line_no, line in enumerate(f, start=1):
                     if line.strip() and not (skip_header and line_no == 1):
-                        self._index.append((path, offset, line_no))
+                        files.append(file_index)
+                        starts.append(offset)
+                        ends.append(offset + len(line))
+                        lines.append(line_no)
                     offset += len(line)
+        self._file = np.asarray(files, np.int32)
+        self._start = np.asarray(starts, np.int64)
+        self._end = np.asarray(ends, np.int64)
+        self._line = np.asarray(lines, np.int64)
+        self._fds = {}
+
+    def __getstate__(self):  # file descriptors do not travel to worker processes
+        return {**self.__dict__, "_fds": {}}
 
     def __len__(self):
-        return len(self._index)
+        return len(self._line)
 
     def _read_line(self, index):
-        if not 0 <= index < len(self._index):
+        if not 0 <= index < len(self._line):
             raise IndexError(index)
-        path, offset, line_no = self._index[index]
-        with open(path, "rb") as f:
-            f.seek(offset)
-            raw = f.readline()
+        path, line_no = self._paths[self._file[index]], int(self._line[index])
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        start = int(self._start[index])
+        raw = os.pread(fd, int(self._end[index]) - start, start)
         try:
             return raw.decode("utf-8").rstrip("\r\n"), path, line_no
         except UnicodeDecodeError as e:
@@ -89,13 +106,16 @@ class TsvSource(_LineIndexed):
         paths = expand_paths(pattern, suffixes=(".tsv", ".txt"))
         self._columns = {}
         for path in paths:
-            with open(path, encoding="utf-8") as f:
-                self._columns[path] = next(csv.reader(f, delimiter="\t"), None) or []
+            try:
+                with open(path, encoding="utf-8") as f:
+                    self._columns[path] = next(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), None) or []
+            except UnicodeDecodeError as e:
+                raise DataError(f"header is not valid UTF-8 ({e.reason})", file=path, record=1) from None
         super().__init__(paths, skip_header=True)
 
     def __getitem__(self, index):
         line, path, line_no = self._read_line(index)
-        values = next(csv.reader([line], delimiter="\t"))
+        values = next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))  # quotes are text
         columns = self._columns[path]
         if len(values) != len(columns):
             raise DataError(f"expected {len(columns)} tab-separated columns ({', '.join(columns)}), "
@@ -191,24 +211,22 @@ class ArrayRecordSource:
         import grain  # deferred: only this source needs array_record
 
         self._paths = expand_paths(pattern, suffixes=(".array_record",))
-        self._source = grain.sources.ArrayRecordDataSource(self._paths)
-        self._starts = []
-        total = 0
-        for path in self._paths:  # record counts per shard, for provenance
-            self._starts.append(total)
-            total += len(grain.sources.ArrayRecordDataSource([path]))
+        self._shards = [grain.sources.ArrayRecordDataSource([path]) for path in self._paths]
+        self._starts = np.cumsum([0] + [len(s) for s in self._shards])  # first global index of each shard
 
     def __len__(self):
-        return len(self._source)
+        return int(self._starts[-1])
 
     def __getitem__(self, index):
-        shard = max(i for i, start in enumerate(self._starts) if start <= index)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        shard = int(np.searchsorted(self._starts, index, side="right")) - 1
+        local = int(index - self._starts[shard])
         try:
-            record = decode_record(self._source[index])
+            record = decode_record(self._shards[shard][local])
         except Exception as e:  # a corrupt shard: say which
-            raise DataError(f"undecodable record ({type(e).__name__})", file=self._paths[shard],
-                            record=index - self._starts[shard]) from None
-        return {**record, "_file": self._paths[shard], "_record": index - self._starts[shard]}
+            raise DataError(f"undecodable record ({type(e).__name__})", file=self._paths[shard], record=local) from None
+        return {**record, "_file": self._paths[shard], "_record": local}
 
 
 FORMATS = {"jsonl": JsonlSource, "tsv": TsvSource, "text": TextSource, "images": ImageFolderSource,

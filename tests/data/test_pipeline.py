@@ -1,5 +1,7 @@
 """grain pipelines: determinism, process shares, resumable iterators, mixtures, skip counts, eval."""
 
+import os
+
 import ml_collections
 import numpy as np
 import pytest
@@ -179,3 +181,133 @@ def test_worker_processes_are_deterministic_and_resumable():
     got = next(resumed)
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_randomness_depends_on_the_record_not_the_process_layout():
+    spec = ExampleSpec(text_len=12, image_size=16)
+    image = (np.arange(16 * 16 * 3) % 251).astype(np.uint8).reshape(16, 16, 3)
+    records = [{"image": image, "caption": f"doc {i}"} for i in range(12)]
+    comp = Component("imgs", records, make_builder("inpaint", spec, TOK))
+
+    def masks_by_record(process_count):
+        out = {}
+        for index in range(process_count):
+            for batch in take(training_dataset([comp], spec, batch_size=2, seed=0, process_index=index,
+                                               process_count=process_count), 12 // process_count // 2):
+                for text, mask in zip(batch["text"], batch["inpaint_mask"]):
+                    out[int(TOK.decode(text).split()[1])] = mask
+        return out
+
+    one, two = masks_by_record(1), masks_by_record(2)
+    assert sorted(one) == sorted(two) == list(range(12))
+    for r in range(12):
+        np.testing.assert_array_equal(one[r], two[r])
+    assert not np.array_equal(one[0], one[1])
+    evals = [sum((list(b["inpaint_mask"][b["weight"] > 0]) for i in range(n) for b in
+                  evaluation_dataset(comp, spec, batch_size=4, process_index=i, process_count=n)), [])
+             for n in (1, 2)]
+    assert len(evals[0]) == len(evals[1]) == 12
+
+
+def test_every_record_bad_is_an_error_not_a_hang():
+    with pytest.raises(DataError, match=r"all 10 records of this process's share are bad; the last: .*empty text"):
+        take(training_dataset([component(numbered(10, bad=set(range(10))))], SPEC, batch_size=2, seed=0,
+                              on_error="skip"), 1)
+
+
+def test_unexpected_exceptions_are_reported_with_their_record():
+    spec = ExampleSpec(decoder_len=8)
+    comp = Component("windows", [{"ids": "not numbers", "_file": "w.jsonl", "_record": 4}],
+                     make_builder("lm", spec, TOK))
+    with pytest.raises(DataError, match=r"^w.jsonl:4: ValueError"):
+        take(training_dataset([comp], spec, batch_size=1, seed=0), 1)
+
+
+def test_a_process_without_records_is_an_error():
+    with pytest.raises(DataError, match="no records for process 2 of 3"):
+        training_dataset([component(numbered(2))], SPEC, batch_size=1, seed=0, process_index=2, process_count=3)
+
+
+def test_uneven_process_shares_over_two_epochs():
+    comp = component(numbered(7))
+    for count in (2, 3):
+        seen = []
+        for index in range(count):
+            share = len(range(index, 7, count))
+            batches = take(training_dataset([comp], SPEC, batch_size=1, seed=5, process_index=index,
+                                            process_count=count), 2 * share)
+            ids = sum((record_ids(b) for b in batches), [])
+            assert sorted(ids[:share]) == sorted(ids[share:])  # each epoch is the same share
+            seen += ids[:share]
+        assert sorted(seen) == list(range(7))
+
+
+def test_long_documents_continue_in_the_next_packed_rows_and_packing_resumes():
+    spec = ExampleSpec(decoder_len=12)
+    text = "abcdefghijklmnopqrstuvwxyz0123"  # 32 tokens with bos/eos: three rows' worth
+    comp = Component("doc", [{"text": text}, {"text": "xy"}], make_builder("lm", spec, TOK, pack=True))
+    rows = take(training_dataset([comp], spec, batch_size=1, seed=0), 12)
+    segments = set()
+    for r in rows:
+        seg, inputs = r["decoder_segment_ids"][0], r["decoder_inputs"][0]
+        segments |= {TOK.decode(inputs[seg == s]) for s in range(1, seg.max() + 1)}
+    # The document is cut into rows of 12 ([bos] + 11 characters, 12, the rest) and none is lost.
+    assert {text[:11], text[11:23], text[23:]} <= segments
+    ds = training_dataset([comp], spec, batch_size=1, seed=0)
+    it = iter(ds)
+    for _ in range(5):
+        next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(6)]
+    resumed = iter(training_dataset([comp], spec, batch_size=1, seed=0))
+    resumed.set_state(state)
+    for want in expected:
+        got = next(resumed)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_loader_evaluates_packed_lm_configs_and_tiles_shakespeare():
+    cfg = _config(name="shakespeare", task="lm", pack=True, batch_size=4, eval_batch_size=64, image_size=0,
+                  text_len=0, decoder_len=64)
+    evals = loader.eval_datasets(cfg, TOK)
+    first = evals["shakespeare/lm"][0]
+    assert first["decoder_mask"].sum() == 64 * 64
+    # Windows start at offset 0 in evaluation: consecutive rows continue the text exactly.
+    np.testing.assert_array_equal(first["decoder_inputs"][1][0], first["decoder_targets"][0][-1])
+
+
+def test_shapes_classification_is_image_only():
+    cfg = _config(name="shapes", task="classify", batch_size=4, image_size=16)
+    batch = next(iter(loader.train_dataset(cfg, TOK)))
+    assert not batch["text_valid"].any() and batch["image_present"].all() and (batch["label"] >= 0).all()
+
+
+def test_sentencepiece_trained_at_startup_is_saved_and_reused(tmp_path):
+    cfg = _config(name="chat", task="seq2seq", tokenizer="sentencepiece:train", vocab_size=400)
+    tok = loader.tokenizer_from_config(cfg.data, str(tmp_path))
+    assert tok.kind == "sentencepiece" and tok.vocab_size <= 400
+    saved = sorted(os.listdir(tmp_path / "tokenizer"))
+    again = loader.tokenizer_from_config(cfg.data, str(tmp_path), process_index=1)  # loads, no training
+    assert again.encode("hello there") == tok.encode("hello there")
+    assert sorted(os.listdir(tmp_path / "tokenizer")) == saved
+    with pytest.raises(DataError, match="did not save the trained tokenizer"):
+        loader.tokenizer_from_config(cfg.data, str(tmp_path / "other"), process_index=1, wait_seconds=0.1)
+
+
+def test_workers_with_a_mixture_resume_exactly():
+    cfg = _config(name="mixture", batch_size=4, image_size=16, num_workers=2)
+    cfg.data.mixture = ml_collections.ConfigDict({
+        "captions": {"dataset": "shapes", "task": "caption", "weight": 1.0},
+        "chat": {"dataset": "chat", "task": "seq2seq", "weight": 1.0}})
+    it = iter(loader.train_dataset(cfg, TOK))
+    for _ in range(3):
+        next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(3)]
+    resumed = iter(loader.train_dataset(cfg, TOK))
+    resumed.set_state(state)
+    for want in expected:
+        got = next(resumed)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])

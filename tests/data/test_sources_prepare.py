@@ -149,3 +149,31 @@ def test_prepare_command_line(tmp_path):
     assert bad.stderr.strip().count("\n") == 0 and "missing.txt: no such file or directory" in bad.stderr
     flags = subprocess.run(cmd[:3] + ["--format=csv"], capture_output=True, text=True, timeout=120)
     assert flags.returncode == 2
+
+
+def test_tsv_quotes_are_text(tmp_path):
+    tsv = write(tmp_path / "q.tsv", 'source\ttarget\nhe said "hi"\t"quoted" reply\n')
+    assert TsvSource(tsv)[0]["target"] == '"quoted" reply'
+
+
+def test_image_paths_are_relative_to_their_file_and_prepare_stores_the_bytes(tmp_path):
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.png").write_bytes(png_bytes("lime"))
+    src = write(tmp_path / "meta" / "train.jsonl", json.dumps({"image": "../pics/a.png", "caption": "green"}) + "\n")
+    from sora_jax.data.schema import ExampleSpec
+    from sora_jax.data.tasks import make_builder
+    ex = make_builder("caption", ExampleSpec(decoder_len=8, image_size=8), ByteTokenizer())(JsonlSource(src)[0],
+                                                                                           np.random.default_rng(0))
+    assert ex["image"][..., 1].mean() > 0.99 and ex["image"][..., 0].mean() < -0.99  # (0, 255, 0)
+    prepare("jsonl", src, str(tmp_path / "ar"), log=lambda *_: None)
+    assert ArrayRecordSource(str(tmp_path / "ar"))[0]["image"] == png_bytes("lime")
+
+
+def test_array_record_round_trips_arrays_and_nested_values(tmp_path):
+    from sora_jax.data.records import decode_record, encode_record
+    record = {"image": np.arange(12, dtype=np.uint8).reshape(2, 2, 3), "ids": np.arange(5, dtype=np.int32),
+              "qa": [["q?", "a"]], "meta": {"w": 1.5}, "flag": False}
+    back = decode_record(encode_record(record))
+    np.testing.assert_array_equal(back["image"], record["image"])
+    assert back["image"].dtype == np.uint8 and back["ids"].dtype == np.int32
+    assert back["qa"] == [["q?", "a"]] and back["meta"] == {"w": 1.5} and back["flag"] is False

@@ -30,7 +30,7 @@ def _parse_holdout(text: str):
     return tuple(pairs)
 
 
-def open_dataset(name: str, split: str, data_cfg, tokenizer, component=None):
+def open_dataset(name: str, split: str, data_cfg, tokenizer, component=None, task: str = ""):
     """component: a mixture entry (its paths override data_cfg's)."""
     if name == "shapes":
         from sora_jax.data.datasets.shapes import ShapesSource, label_names
@@ -38,7 +38,9 @@ def open_dataset(name: str, split: str, data_cfg, tokenizer, component=None):
         size = {"train": o.num_train, "validation": o.num_validation}.get(split)
         source = ShapesSource(split, image_size=data_cfg.image_size or 32, num_examples=size, seed=o.seed,
                               holdout=_parse_holdout(o.holdout), label_kind=o.label_kind)
-        return source, FieldNames(text="caption"), {"num_classes": len(label_names(o.label_kind))}
+        # Captions are the LM text; classification stays image-only (a caption would give the label away).
+        fields = FieldNames(text="caption" if task == "lm" else "text")
+        return source, fields, {"num_classes": len(label_names(o.label_kind))}
     if name == "digits":
         from sora_jax.data.datasets.digits import DigitsSource
         _check_split(name, split)
@@ -75,14 +77,14 @@ def check_task(name: str, task: str):
                         field="data.task")
 
 
-def corpus_texts(name: str, data_cfg, limit: int = 50_000):
+def corpus_texts(name: str, data_cfg, component=None, limit: int = 50_000):
     """Texts to train a tokenizer on (the training split's text fields)."""
     if name == "shakespeare":
         from sora_jax.data.datasets.shakespeare import split_text
         text = split_text("train")
         yield from (text[i:i + 2000] for i in range(0, len(text), 2000))
         return
-    source, fields, _ = open_dataset(name, "train", data_cfg, tokenizer=None)
+    source, fields, _ = open_dataset(name, "train", data_cfg, tokenizer=None, component=component)
     keys = {fields.text, fields.source, fields.target, fields.caption, fields.question, fields.answer}
     for i in range(min(len(source), limit)):
         record = source[i]

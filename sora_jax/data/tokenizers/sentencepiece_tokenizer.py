@@ -66,7 +66,9 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, directory: str,
     os.makedirs(directory, exist_ok=True)
     with open(model_path, "wb") as f:
         f.write(model.getvalue())
-    return SentencePieceTokenizer(model_path)
+    tokenizer = SentencePieceTokenizer(model_path)
+    tokenizer.save(directory)  # with its tokenizer_config.json: the directory loads with load_tokenizer
+    return tokenizer
 
 
 class SentencePieceTokenizer(Tokenizer):
