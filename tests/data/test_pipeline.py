@@ -38,6 +38,22 @@ def take(ds, n):
     return [next(it) for _ in range(n)]
 
 
+def assert_resumes_exactly(make_dataset, consumed, compared):
+    """Consume `consumed` batches, save the state, and check that a fresh iterator restored from
+    it yields the next `compared` batches exactly."""
+    it = iter(make_dataset())
+    for _ in range(consumed):
+        next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(compared)]
+    resumed = iter(make_dataset())
+    resumed.set_state(state)
+    for want in expected:
+        got = next(resumed)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+
+
 def test_same_seed_same_batches_and_epochs_reshuffle():
     comp = component(numbered(20))
     a = take(training_dataset([comp], SPEC, batch_size=4, seed=3), 10)
@@ -70,18 +86,7 @@ def test_restored_iterator_continues_with_exactly_the_next_batch(mixture):
     comps = [component(numbered(13))]
     if mixture:
         comps.append(component([{"source": f"doc {100 + i}", "target": "x"} for i in range(7)], "other", 0.5))
-    ds = training_dataset(comps, SPEC, batch_size=3, seed=1)
-    it = iter(ds)
-    for _ in range(6):  # mid-epoch
-        next(it)
-    state = it.get_state()
-    expected = [next(it) for _ in range(8)]
-    resumed = iter(training_dataset(comps, SPEC, batch_size=3, seed=1))
-    resumed.set_state(state)
-    for want in expected:
-        got = next(resumed)
-        for key in want:
-            np.testing.assert_array_equal(got[key], want[key])
+    assert_resumes_exactly(lambda: training_dataset(comps, SPEC, batch_size=3, seed=1), 6, 8)  # mid-epoch
 
 
 def test_mixture_follows_its_weights_deterministically():
@@ -169,18 +174,10 @@ def test_loader_mixture_and_config_errors():
 
 def test_worker_processes_are_deterministic_and_resumable():
     cfg = _config(name="shapes", task="caption", batch_size=4, image_size=16, num_workers=2)
-    it = iter(loader.train_dataset(cfg, TOK))
-    first = [next(it) for _ in range(3)]
-    state = it.get_state()
-    expected = next(it)
-    again = iter(loader.train_dataset(cfg, TOK))
-    for want in first:
-        np.testing.assert_array_equal(next(again)["image"], want["image"])
-    resumed = iter(loader.train_dataset(cfg, TOK))
-    resumed.set_state(state)
-    got = next(resumed)
-    for key in expected:
-        np.testing.assert_array_equal(got[key], expected[key])
+    first = take(loader.train_dataset(cfg, TOK), 3)
+    for want, got in zip(first, take(loader.train_dataset(cfg, TOK), 3)):
+        np.testing.assert_array_equal(got["image"], want["image"])
+    assert_resumes_exactly(lambda: loader.train_dataset(cfg, TOK), 3, 1)
 
 
 def test_randomness_depends_on_the_record_not_the_process_layout():
@@ -253,18 +250,7 @@ def test_long_documents_continue_in_the_next_packed_rows_and_packing_resumes():
         segments |= {TOK.decode(inputs[seg == s]) for s in range(1, seg.max() + 1)}
     # The document is cut into rows of 12 ([bos] + 11 characters, 12, the rest) and none is lost.
     assert {text[:11], text[11:23], text[23:]} <= segments
-    ds = training_dataset([comp], spec, batch_size=1, seed=0)
-    it = iter(ds)
-    for _ in range(5):
-        next(it)
-    state = it.get_state()
-    expected = [next(it) for _ in range(6)]
-    resumed = iter(training_dataset([comp], spec, batch_size=1, seed=0))
-    resumed.set_state(state)
-    for want in expected:
-        got = next(resumed)
-        for key in want:
-            np.testing.assert_array_equal(got[key], want[key])
+    assert_resumes_exactly(lambda: training_dataset([comp], spec, batch_size=1, seed=0), 5, 6)
 
 
 def test_loader_evaluates_packed_lm_configs_and_tiles_shakespeare():
@@ -300,14 +286,4 @@ def test_workers_with_a_mixture_resume_exactly():
     cfg.data.mixture = ml_collections.ConfigDict({
         "captions": {"dataset": "shapes", "task": "caption", "weight": 1.0},
         "chat": {"dataset": "chat", "task": "seq2seq", "weight": 1.0}})
-    it = iter(loader.train_dataset(cfg, TOK))
-    for _ in range(3):
-        next(it)
-    state = it.get_state()
-    expected = [next(it) for _ in range(3)]
-    resumed = iter(loader.train_dataset(cfg, TOK))
-    resumed.set_state(state)
-    for want in expected:
-        got = next(resumed)
-        for key in want:
-            np.testing.assert_array_equal(got[key], want[key])
+    assert_resumes_exactly(lambda: loader.train_dataset(cfg, TOK), 3, 3)
