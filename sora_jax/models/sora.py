@@ -73,9 +73,12 @@ class SoraModel(nn.Module):
         e.g. the text condition of the image generator."""
         return self.text_encoder(text_BxT, text_valid_BxT, deterministic=deterministic)
 
-    def decode(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None, *, mask=None, deterministic=True):
-        """Teacher-forced decoder logits [B, T, vocab] (float32). No memory: a plain language model."""
-        return self.decoder(tokens_BxT, memory_BxSxD, memory_valid_BxS, mask=mask, deterministic=deterministic)
+    def decode(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None, *, mask=None, positions_BxT=None,
+               deterministic=True):
+        """Teacher-forced decoder logits [B, T, vocab] (float32). No memory: a plain language model.
+        mask / positions_BxT: for packed rows (segment mask and per-document positions)."""
+        return self.decoder(tokens_BxT, memory_BxSxD, memory_valid_BxS, mask=mask, positions_BxT=positions_BxT,
+                            deterministic=deterministic)
 
     def decode_step(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None):
         """Appends tokens to the decode cache (mutable 'cache') and returns their logits."""

@@ -27,10 +27,11 @@ class TextDecoder(nn.Module):
     param_dtype: str = "float32"
 
     @nn.compact
-    def __call__(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None, *, mask=None,
+    def __call__(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None, *, mask=None, positions_BxT=None,
                  deterministic=True, decode=False):
         """mask: optional extra 4-D self-attention mask (e.g. packed segments); causality is built in.
-        In decode mode it is over the cache: [B, 1, T or 1, max_len]."""
+        In decode mode it is over the cache: [B, 1, T or 1, max_len]. positions_BxT: position of
+        each token in its document (packed rows restart at 0); default 0..T-1."""
         cfg = self.cfg
         B, T = tokens_BxT.shape
         if memory_BxSxD is not None and not cfg.cross_attention:
@@ -55,7 +56,8 @@ class TextDecoder(nn.Module):
         else:
             if T > cfg.max_len and cfg.position == "learned":
                 raise ValueError(f"decoder input length {T} exceeds decoder.max_len {cfg.max_len}")
-            positions_BxT = jnp.broadcast_to(jnp.arange(T)[None], (B, T))
+            if positions_BxT is None:
+                positions_BxT = jnp.broadcast_to(jnp.arange(T)[None], (B, T))
 
         embedding = TextEmbedding(cfg, self.dtype, self.param_dtype, name="embedding")
         x = embedding(tokens_BxT, positions_BxT, deterministic=deterministic)

@@ -9,32 +9,55 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 Dtype = Any
-default_kernel_init = nn.initializers.lecun_normal()
-
-
 def logical(init, names: Sequence[str | None]):
     return nn.with_logical_partitioning(init, tuple(names))
 
 
+class Linear(nn.Module):
+    """y = x . W + b contracting the trailing `num_in` axes of x with the leading axes of W.
+
+    The kernel is created in its final shape (in_dims + features) with its logical names, with
+    LeCun-normal scaling over all input axes. (flax's DenseGeneral creates a flat kernel and
+    reshapes it, which breaks under logical sharding rules.)"""
+
+    features: tuple[int, ...]
+    kernel_axes: tuple[str, ...]
+    num_in: int = 1
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        in_dims = x.shape[-self.num_in:]
+        n_in, n_out = len(in_dims), len(self.features)
+        init = self.kernel_init or nn.initializers.variance_scaling(
+            1.0, "fan_in", "truncated_normal", in_axis=tuple(range(n_in)), out_axis=tuple(range(n_in, n_in + n_out)))
+        kernel = self.param("kernel", logical(init, self.kernel_axes), tuple(in_dims) + tuple(self.features),
+                            self.param_dtype)
+        contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
+        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())))
+        if self.use_bias:
+            bias = self.param("bias", logical(nn.initializers.zeros_init(), self.kernel_axes[n_in:]),
+                              tuple(self.features), self.param_dtype)
+            y = y + bias.astype(self.dtype).reshape((1,) * (y.ndim - n_out) + tuple(self.features))
+        return y
+
+
 def dense(features, kernel_axes, *, axis=-1, use_bias=True, dtype=jnp.float32,
-          param_dtype=jnp.float32, kernel_init=default_kernel_init, name=None):
-    """A DenseGeneral whose kernel is named `kernel_axes` (input axes then output axes) and
-    whose bias takes the output axes' names."""
+          param_dtype=jnp.float32, kernel_init=None, name=None):
+    """A Linear layer whose kernel is named `kernel_axes` (input axes then output axes) and whose
+    bias takes the output axes' names. axis: -1, or a tuple of trailing axes, e.g. (-2, -1)."""
     features = (features,) if isinstance(features, int) else tuple(features)
-    out_axes = tuple(kernel_axes)[-len(features):]
-    return nn.DenseGeneral(
-        features=features if len(features) > 1 else features[0],
-        axis=axis,
-        use_bias=use_bias,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        kernel_init=logical(kernel_init, kernel_axes),
-        bias_init=logical(nn.initializers.zeros_init(), out_axes),
-        name=name,
-    )
+    num_in = len(axis) if isinstance(axis, (tuple, list)) else 1
+    if len(kernel_axes) != num_in + len(features):
+        raise ValueError(f"kernel_axes {kernel_axes} must name {num_in} input and {len(features)} output axes")
+    return Linear(features, tuple(kernel_axes), num_in, use_bias, dtype, param_dtype, kernel_init, name=name)
 
 
 class Embed(nn.Module):
