@@ -1,0 +1,78 @@
+"""Every setting of a sora_jax experiment, with its default. Other configs start from this one.
+
+    python -m sora_jax.main --config=configs/base.py --workdir=/tmp/base [--config.train.num_steps=100]
+
+On its own it trains the tiny model on shapes captioning for 1,000 steps (a smoke run; the
+caption loss should fall below 1.0). Real experiments override `model`, `data` and `train`.
+"""
+
+import ml_collections
+
+from sora_jax.data.config import data_config
+from sora_jax.models import presets
+from sora_jax.train.partitioning import DEFAULT_RULES
+
+
+def mixture(**components):
+    """data.mixture entries from name=(dataset, task, weight) keyword arguments."""
+    return ml_collections.ConfigDict({name: {"dataset": d, "task": t, "weight": float(w)}
+                                      for name, (d, t, w) in components.items()})
+
+
+def get_config(arg=None):
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.model = presets.config_dict("tiny")  # see sora_jax/models/config.py for every key
+    c.model.text_encoder.vocab_size = 384  # >= the tokenizer's vocabulary (byte: 261), padded for sharding
+    c.model.decoder.vocab_size = 384
+
+    c.data = data_config()  # see sora_jax/data/config.py
+    c.data.image_size = 16
+    c.data.text_len = 16
+    c.data.decoder_len = 16
+    c.data.batch_size = 16
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 1000
+    c.train.log_every = 50
+    c.train.eval_every = 500  # 0: only at the end
+    c.train.eval_batches = 0  # 0: the whole validation split
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3  # newest N kept ...
+    c.train.keep_every = 0  # ... plus every K-th step (0: none)
+    c.train.async_checkpoints = True
+    c.train.microbatches = 1  # gradient accumulation: the batch is split into this many parts
+    c.train.z_loss = 0.0
+    c.train.task_weights = ml_collections.ConfigDict({t: 1.0 for t in
+                                                      ("lm", "seq2seq", "classify", "caption", "vqa", "t2i", "inpaint")})
+    c.train.nonfinite = "skip"  # non-finite loss or gradients: "skip" the update (counted) or "abort"
+    c.train.debug_nan_steps = ()  # fault injection: steps (1-based) whose gradients are made NaN
+    c.train.peak_tflops = 0.0  # per device, for model-FLOPs utilisation (0: not reported)
+    c.train.progress = True  # a progress bar when stderr is a terminal
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adamw"  # adamw, adam, lion, sgd, adafactor
+    c.optim.learning_rate = 3e-3
+    c.optim.warmup_steps = 50
+    c.optim.schedule = "cosine"  # cosine, linear, constant (after warm-up)
+    c.optim.end_lr_fraction = 0.1
+    c.optim.weight_decay = 0.01  # not applied to biases, norm scales or gates
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.99
+    c.optim.eps = 1e-8
+    c.optim.clip_norm = 1.0  # global-norm clipping (0: off)
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (-1, 1, 1)  # sizes of ("data", "fsdp", "tensor"); -1: the rest of the devices
+    c.mesh.rules = DEFAULT_RULES  # logical axis name -> mesh axes (see sora_jax/train/partitioning.py)
+
+    c.parallel = ml_collections.ConfigDict()
+    c.parallel.backend = "jit"  # "jit" (sharded by the mesh and rules) or "pmap" (data parallel)
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = "auto"  # "auto": when a cluster is detected or an address is set; "yes"; "no"
+    c.distributed.coordinator_address = ""  # host:port of process 0
+    c.distributed.num_processes = 0
+    c.distributed.process_id = -1
+    return c

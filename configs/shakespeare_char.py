@@ -1,0 +1,40 @@
+"""Character-level (byte) language model on the bundled Shakespeare: the size of nanoGPT's CPU
+recipe (4 layers, 4 heads, width 128, context 64, batch 12, 2,000 steps, no dropout).
+
+    python -m sora_jax.main --config=configs/shakespeare_char.py --workdir=runs/shakespeare_char
+
+Reaches a validation loss of about 1.9 (nats per byte; nanoGPT's recipe: 1.93 on the same text
+in 94 s on the 2-core development machine). Measured figures: see the benchmarks in README.md.
+"""
+
+from configs import base
+
+
+def get_config(arg=None):
+    c = base.get_config()
+    c.data.name, c.data.task = "shakespeare", "lm"
+    c.data.tokenizer = "byte"
+    c.data.text_len = c.data.image_size = 0  # decoder only
+    c.data.decoder_len = 64
+    c.data.batch_size = 12
+    c.data.eval_batch_size = 64
+
+    d = c.model.decoder
+    d.num_layers, d.num_heads, d.d_model, d.mlp_dim, d.max_len = 4, 4, 128, 512, 64
+    d.vocab_size = 320  # byte vocabulary (261) padded
+    d.cross_attention = False
+    d.dropout_rate = 0.0
+    d.scan_layers = False  # four small layers: unrolled compiles to slightly faster code on CPU
+    c.model.num_classes = 0
+
+    c.train.num_steps = 2000
+    c.train.log_every = 100
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 1000
+    c.optim.learning_rate = 1e-3
+    c.optim.warmup_steps = 100
+    c.optim.end_lr_fraction = 0.1  # nanoGPT: 1e-3 -> 1e-4
+    c.optim.b2 = 0.99
+    c.optim.weight_decay = 0.1
+    c.optim.clip_norm = 1.0
+    return c

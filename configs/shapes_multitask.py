@@ -1,0 +1,42 @@
+"""Compositional generalisation on the shapes world: captioning, VQA and classification together,
+with two colour/shape combinations held out of training.
+
+    python -m sora_jax.main --config=configs/shapes_multitask.py --workdir=runs/shapes_multitask
+    # then evaluate on the held-out combinations:
+    python -m sora_jax.main --config=configs/shapes_multitask.py --workdir=runs/shapes_multitask \\
+        --config.data.shapes.holdout="red/triangle,blue/circle"   (split "holdout", see README)
+
+A width-128 model at 32x32 pixels for 6,000 steps (about an hour on 2 CPU cores; minutes on a
+GPU). Expect VQA exact-match accuracy above 0.9 on validation; the held-out split measures how
+much of that survives unseen combinations.
+"""
+
+from configs import base
+
+
+def get_config(arg=None):
+    c = base.get_config()
+    c.data.name = "mixture"
+    c.data.mixture = base.mixture(caption=("shapes", "caption", 1), vqa=("shapes", "vqa", 2),
+                                  classify=("shapes", "classify", 1))
+    c.data.shapes.holdout = "red/triangle,blue/circle"
+    c.data.image_size = 32
+    c.data.text_len = 24
+    c.data.decoder_len = 48
+    c.data.batch_size = 64
+
+    m = c.model
+    for part in (m.text_encoder, m.fusion, m.decoder):
+        part.d_model, part.num_heads, part.mlp_dim = 128, 4, 512
+    m.text_encoder.num_layers, m.fusion.num_layers, m.decoder.num_layers = 2, 2, 3
+    m.text_encoder.max_len, m.decoder.max_len = 32, 48
+    m.image_encoder.image_size, m.image_encoder.d_model = 32, 128
+    m.image_encoder.stage_features, m.image_encoder.blocks_per_stage = (32, 64, 128), (1, 1, 1)
+    m.num_classes = 3
+
+    c.train.num_steps = 6000
+    c.train.eval_every = 1000
+    c.train.checkpoint_every = 1000
+    c.optim.learning_rate = 1e-3
+    c.optim.warmup_steps = 200
+    return c

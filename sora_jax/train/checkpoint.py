@@ -1,0 +1,133 @@
+"""Orbax checkpoints: the train state, each process's data-iterator position, and a JSON item
+with the resolved config and the tokenizer, in one step folder under DIR/checkpoints/.
+
+Saves are asynchronous (the state is copied off the devices, then written in the background)
+and finalised atomically: Orbax writes to a temporary folder and renames it, so a crash leaves
+either a complete checkpoint or none. A newest checkpoint that fails to restore (truncated or
+corrupt files) is reported and the one before it is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+import time
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from sora_jax.data.tokenizers import load_tokenizer
+from sora_jax.data.tokenizers.base import CONFIG_FILE
+
+log = logging.getLogger(__name__)
+CHECKPOINT_DIR = "checkpoints"
+
+
+def tokenizer_record(tokenizer) -> dict:
+    """The tokenizer as JSON: its config and its files (base64), so a checkpoint can decode by itself."""
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer.save(d)
+        files = {}
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), "rb") as f:
+                files[name] = base64.b64encode(f.read()).decode("ascii")
+    return {"kind": tokenizer.kind, "files": files}
+
+
+def tokenizer_from_record(record: dict, directory: str):
+    """Writes the tokenizer files into `directory` and loads them."""
+    os.makedirs(directory, exist_ok=True)
+    for name, data in record["files"].items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(base64.b64decode(data))
+    if not os.path.exists(os.path.join(directory, CONFIG_FILE)):
+        raise ValueError(f"checkpoint tokenizer has no {CONFIG_FILE}")
+    return load_tokenizer(directory)
+
+
+class CheckpointMismatch(ValueError):
+    """The workdir's checkpoints do not fit this run (exit code 2: nothing is overwritten)."""
+
+
+class Checkpointer:
+    def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0, async_save: bool = True):
+        self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep or None, keep_period=keep_every or None, enable_async_checkpointing=async_save,
+            create=True, cleanup_tmp_directories=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_names=("state", "data", "meta"))
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state, iterator, meta: dict, *, force: bool = False) -> bool:
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                  data=grain.checkpoint.CheckpointSave(iterator),
+                                  meta=ocp.args.JsonSave(meta))
+        return self.manager.save(step, args=args, force=force)
+
+    def restore_latest(self, abstract_state, iterator):
+        """(step, state, meta) from the newest checkpoint that restores, or None if there is none.
+        The iterator is positioned in place. abstract_state carries the target shardings, so a
+        checkpoint written on another mesh is resharded on the way in."""
+        unreadable, first_error = [], None
+        for step in reversed(self.steps()):
+            try:
+                restored = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    data=grain.checkpoint.CheckpointRestore(iterator),
+                    meta=ocp.args.JsonRestore()))
+            except Exception as e:  # noqa: BLE001 - any failure means: try the previous one
+                reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+                log.warning("checkpoint at step %d in %s could not be restored (%s); trying the previous one",
+                            step, self.directory, reason)
+                unreadable.append(step)
+                first_error = first_error or reason
+                continue
+            self._set_aside(unreadable)
+            return step, restored.state, restored.meta
+        if unreadable:
+            # Not one restores: more likely a run that does not match them (another model or data
+            # layout) than all of them corrupt. Starting from scratch would bury them: refuse.
+            raise CheckpointMismatch(f"none of the checkpoints in {self.directory} (steps "
+                                     f"{', '.join(map(str, sorted(unreadable)))}) can be restored into this run; "
+                                     f"the newest failed with {first_error}. Use the config they were written with "
+                                     f"(DIR/config.json) or a new workdir")
+        return None
+
+    def _set_aside(self, steps):
+        """Moves unreadable checkpoints out of the way (never deletes them), so training can write
+        those steps again."""
+        if steps and jax.process_index() == 0:
+            aside = self.directory + ".unreadable"
+            os.makedirs(aside, exist_ok=True)
+            for step in steps:
+                target = os.path.join(aside, f"{step}-{int(time.time())}")
+                os.rename(os.path.join(self.directory, str(step)), target)
+                log.warning("moved unreadable checkpoint %d to %s", step, target)
+        self._sync("set_aside")
+        if steps:
+            self.manager.reload()
+
+    def _sync(self, name):
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"sora_jax_checkpoint_{name}")
+
+    def read_meta(self, step: int) -> dict:
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+    def wait(self):
+        self.manager.wait_until_finished()
+
+    def close(self):
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def describe_devices() -> dict:
+    return {"process_count": jax.process_count(), "device_count": jax.device_count()}

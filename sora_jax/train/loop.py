@@ -1,0 +1,248 @@
+"""The training loop: set up from the config, resume from the newest checkpoint, train, log,
+evaluate, checkpoint, and stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+
+from sora_jax.data import loader
+from sora_jax.data.schema import TASKS
+from sora_jax.models.config import SoraConfig
+from sora_jax.models.params import count_parameters
+from sora_jax.models.sora import SoraModel
+from sora_jax.train import optimizer as optim_lib
+from sora_jax.train.backends import make_backend
+from sora_jax.train.checkpoint import Checkpointer, tokenizer_record
+from sora_jax.train.errors import ConfigurationError
+from sora_jax.train.mesh import make_mesh
+from sora_jax.train.metrics import MetricWriter, summarize
+from sora_jax.train.partitioning import rules_from_config
+from sora_jax.train.validate import check_config
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "config.json"
+DECODER_TASKS = [i for i, t in enumerate(TASKS) if t != "classify"]
+
+
+class TrainingAborted(RuntimeError):
+    """Non-finite loss or gradients under train.nonfinite="abort" (exit code 3)."""
+
+
+class _StopFlag:
+    """Set by SIGTERM / SIGINT; the loop saves and stops at the next step boundary."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def install(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def requested(self) -> bool:
+        local = self.signal is not None
+        if jax.process_count() == 1:
+            return local
+        from jax.experimental import multihost_utils  # every process must stop at the same step
+        return bool(np.any(multihost_utils.process_allgather(np.asarray(local))))
+
+
+def _layout(config) -> dict:
+    return {"process_count": jax.process_count(), "num_workers": int(config.data.num_workers),
+            "backend": config.parallel.backend}
+
+
+def _model_flops_per_token(params) -> float:
+    """6 N per token (forward + backward), N = parameters outside embedding tables."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    n = sum(np.prod(x.shape) for path, x in leaves if "embedding" not in jax.tree_util.keystr(path))
+    return 6.0 * float(n)
+
+
+def _check_resume_layout(ckpt, config):
+    steps = ckpt.steps()
+    if not steps:
+        return
+    saved = ckpt.read_meta(steps[-1]).get("layout", {})
+    now = _layout(config)
+    changed = {k: (saved.get(k), v) for k, v in now.items() if k in saved and saved[k] != v}
+    if changed:
+        what = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+        raise ConfigurationError(f"cannot resume the checkpoints in {ckpt.directory} exactly: {what}; the data "
+                                 f"position depends on them (use the saved values, or a new workdir)")
+
+
+def _evaluate(backend, state, config, tokenizer, step, writer):
+    results = {}
+    for name, dataset in loader.eval_datasets(config, tokenizer, process_index=jax.process_index(),
+                                              process_count=jax.process_count()).items():
+        total = None
+        for i, batch in enumerate(dataset):
+            if config.train.eval_batches and i >= config.train.eval_batches:
+                break
+            out = jax.device_get(backend.evaluate(state, backend.put_batch(batch)))
+            total = out if total is None else jax.tree.map(np.add, total, out)
+        for key, value in summarize(total).items():
+            results[f"{name}/{key}"] = value
+    writer.write(step, results, split="eval")
+    return results
+
+
+def _guard_cpu_collectives(model_cfg, mesh):
+    """Several CPU devices in one process: run one program at a time, and warn about the one
+    known XLA:CPU deadlock. XLA:CPU runs independent parts of a program concurrently, so a
+    scanned layer stack whose loop holds collectives (FSDP or tensor sharding) can reach its
+    collectives in a different order on different devices (seen in about one run in four on
+    a (2, 2, 2) mesh of fake devices; unrolled stacks never showed it). GPUs and TPUs run
+    collectives in program order and are not affected."""
+    if jax.default_backend() != "cpu" or jax.local_device_count() == 1:
+        return
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    in_loop_collectives = mesh.shape["fsdp"] * mesh.shape["tensor"] > 1
+    scanned = [name for name in ("text_encoder", "fusion", "decoder") if getattr(model_cfg, name).scan_layers]
+    if in_loop_collectives and scanned:
+        log.warning("several CPU devices with FSDP/tensor sharding and scanned layers (%s): XLA:CPU can deadlock "
+                    "here; set model.<part>.scan_layers=False for CPU runs", ", ".join(scanned))
+
+
+def train(config, workdir: str) -> int:
+    """Runs (or resumes) the experiment; returns the process exit code."""
+    is_main = jax.process_index() == 0
+    model_cfg = SoraConfig.from_dict(config.model)
+    mesh = make_mesh(config.mesh.shape)
+    _guard_cpu_collectives(model_cfg, mesh)
+    rules = rules_from_config(config.mesh.rules)
+    os.makedirs(workdir, exist_ok=True)
+    tokenizer = loader.tokenizer_from_config(config.data, workdir, process_index=jax.process_index())
+    check_config(config, model_cfg, tokenizer, mesh, rules)
+    t = config.train
+    spec = loader.example_spec(config.data)
+    model = SoraModel(model_cfg)
+    schedule = optim_lib.learning_rate_schedule(config.optim, t.num_steps)
+    tx = optim_lib.make_optimizer(config.optim, t.num_steps)
+    step_kwargs = dict(microbatches=t.microbatches, z_loss=t.z_loss, nonfinite=t.nonfinite,
+                       task_weights=[t.task_weights[name] for name in TASKS],
+                       poison_steps=tuple(int(s) for s in t.debug_nan_steps))
+    backend = make_backend(config.parallel.backend, model, tx, schedule, spec, mesh, rules, step_kwargs)
+    iterator = iter(loader.train_dataset(config, tokenizer, process_index=jax.process_index(),
+                                         process_count=jax.process_count()))
+
+    ckpt = Checkpointer(workdir, keep=t.keep_checkpoints, keep_every=t.keep_every, async_save=t.async_checkpoints)
+    _check_resume_layout(ckpt, config)
+    restored = ckpt.restore_latest(backend.abstract_state(), iterator)
+    if restored is not None:
+        step, state, _ = restored
+        state = backend.place_restored(state)
+        log.info("resumed from step %d in %s", step, ckpt.directory)
+    else:
+        step, state = 0, backend.init(jax.random.key(config.seed))
+    writer = MetricWriter(workdir, enabled=is_main)
+    writer.truncate_after(step)
+    meta = {"config": json.loads(config.to_json_best_effort()), "tokenizer": tokenizer_record(tokenizer),
+            "layout": _layout(config)}
+    if is_main:
+        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+            json.dump(meta["config"], f, indent=2)
+        counts = count_parameters(backend.host_state(state).params)
+        log.info("parameters: %s", counts)
+
+    stop = _StopFlag()
+    stop.install()
+    flops_per_token = _model_flops_per_token(backend.host_state(state).params)
+    peak = t.peak_tflops * 1e12 * jax.device_count()
+    progress = _progress_bar(t, step, enabled=is_main)
+    pending, window_start, data_wait, ckpt_blocked, total_blocked = [], time.perf_counter(), 0.0, 0.0, 0.0
+    exit_code = 0
+    try:
+        while step < t.num_steps:
+            if stop.requested():
+                exit_code = 0 if stop.signal in (None, signal.SIGTERM) else 128 + int(stop.signal)
+                break
+            wait_start = time.perf_counter()
+            local = next(iterator)
+            data_wait += time.perf_counter() - wait_start
+            state, metrics = backend.step(state, backend.put_batch(local), jax.random.fold_in(
+                jax.random.key(config.seed), step))
+            step += 1
+            pending.append(metrics)
+            boundary_log = step % t.log_every == 0 or step == t.num_steps
+            boundary_ckpt = step % t.checkpoint_every == 0 or step == t.num_steps
+            if boundary_log or boundary_ckpt:
+                values = _flush(pending, step, t.nonfinite)
+                elapsed = time.perf_counter() - window_start
+                tokens = sum(values.pop("_tokens"), 0.0)
+                values.update(steps_per_s=len(pending) / elapsed, tokens_per_s=tokens / elapsed,
+                              examples_per_s=values["examples"] / elapsed, data_wait_fraction=data_wait / elapsed,
+                              checkpoint_blocked_fraction=ckpt_blocked / elapsed)
+                values["model_tflops_per_s"] = flops_per_token * tokens / elapsed / 1e12
+                if peak:
+                    values["mfu"] = values["model_tflops_per_s"] * 1e12 / peak
+                writer.write(step, values)
+                progress.update(len(pending))
+                progress.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{values['tokens_per_s']:.0f}")
+                pending, window_start, data_wait, ckpt_blocked = [], time.perf_counter(), 0.0, 0.0
+            if t.eval_every and step % t.eval_every == 0 and step != t.num_steps:
+                _evaluate(backend, state, config, tokenizer, step, writer)
+                window_start = time.perf_counter()
+            if boundary_ckpt:
+                save_start = time.perf_counter()
+                ckpt.save(step, backend.host_state(state), iterator, meta)
+                blocked = time.perf_counter() - save_start
+                ckpt_blocked += blocked
+                total_blocked += blocked
+        if step >= t.num_steps:
+            _evaluate(backend, state, config, tokenizer, step, writer)
+        else:  # stopped by a signal: save where we are
+            if pending:
+                _flush(pending, step, t.nonfinite)
+            ckpt.save(step, backend.host_state(state), iterator, meta, force=True)
+            log.info("stopped by signal %s at step %d; checkpoint saved", stop.signal, step)
+        ckpt.wait()
+    finally:
+        stop.restore()
+        progress.close()
+        ckpt.close()
+        writer.close()
+    return exit_code
+
+
+def _flush(pending, step, nonfinite):
+    """Sums the pending steps' device metrics on the host; enforces the abort policy."""
+    host = jax.device_get(pending)
+    first_bad = next((step - len(host) + 1 + i for i, m in enumerate(host) if not bool(m["finite"])), None)
+    if first_bad is not None and nonfinite == "abort":
+        raise TrainingAborted(f"non-finite loss or gradients at step {first_bad} (train.nonfinite='abort'); "
+                              f"no checkpoint was written after it")
+    raw = {"task_loss_sum": sum(m["task_loss_sum"] for m in host), "task_count": sum(m["task_count"] for m in host)}
+    values = summarize(raw)
+    last = host[-1]
+    values.update(loss=float(np.mean([m["loss"] for m in host])), grad_norm=float(last["grad_norm"]),
+                  learning_rate=float(last["learning_rate"]), nonfinite_skipped=int(last["nonfinite_skipped"]),
+                  examples=float(sum(m["examples"] for m in host)),
+                  data_skipped=int(sum(m["data_skipped"] for m in host)))
+    values["_tokens"] = [float(m["task_count"][DECODER_TASKS].sum()) for m in host]
+    if not math.isfinite(values["loss"]) and nonfinite == "skip":
+        values["loss"] = float("nan")
+    return values
+
+
+def _progress_bar(t, start, enabled):
+    from tqdm import tqdm
+    return tqdm(total=t.num_steps, initial=start, disable=None if enabled and t.progress else True,
+                dynamic_ncols=True, file=sys.stderr, unit="step")

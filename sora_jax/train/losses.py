@@ -1,0 +1,38 @@
+"""Losses of the text tasks, kept as sums per task so that microbatches add up exactly."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sora_jax.data.schema import TASKS
+
+NUM_TASKS = len(TASKS)
+CLASSIFY = TASKS.index("classify")
+
+
+def token_losses(logits_BxTxV, targets_BxT, z_loss: float = 0.0):
+    """Per-token cross-entropy (float32), plus z_loss * logsumexp^2 (PaLM) if z_loss > 0."""
+    logits = logits_BxTxV.astype(jnp.float32)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets_BxT)
+    if z_loss:
+        loss = loss + z_loss * jnp.square(jax.nn.logsumexp(logits, axis=-1))
+    return loss
+
+
+def per_task(values_B, task_id_B):
+    """Sums of a per-example value by task: [NUM_TASKS]."""
+    return jax.nn.one_hot(task_id_B, NUM_TASKS, dtype=jnp.float32).T @ values_B.astype(jnp.float32)
+
+
+def loss_denominators(batch):
+    """What each task's loss is averaged over, counted on the whole batch before microbatching:
+    target tokens for decoder tasks, labelled examples for classification."""
+    counts = jnp.zeros(NUM_TASKS, jnp.float32)
+    if "decoder_mask" in batch:
+        counts = counts + per_task(batch["decoder_mask"].sum(axis=1), batch["task_id"])
+    if "label" in batch:
+        labelled = (batch["label"] >= 0).astype(jnp.float32) * batch["weight"]
+        counts = counts.at[CLASSIFY].add(labelled.sum())
+    return counts

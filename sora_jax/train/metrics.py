@@ -1,0 +1,74 @@
+"""Where metrics go: DIR/metrics.jsonl (one JSON object per logged step) and TensorBoard under
+DIR/tb/. Only process 0 writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from sora_jax.data.schema import TASKS
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def summarize(raw: dict, prefix: str = "") -> dict:
+    """Device metrics (already on the host, summed over the logged steps) -> flat floats:
+    per-task mean losses ("loss/caption"), perplexity for decoder tasks, accuracy when counted."""
+    out = {}
+    sums, counts = raw.get("task_loss_sum"), raw.get("task_count")
+    if sums is not None:
+        for i, task in enumerate(TASKS):
+            if counts[i] > 0:
+                mean = float(sums[i] / counts[i])
+                out[f"{prefix}loss/{task}"] = mean
+                if task != "classify":
+                    out[f"{prefix}perplexity/{task}"] = math.exp(min(mean, 50.0))
+    correct, examples = raw.get("correct"), raw.get("task_examples")
+    if correct is not None:
+        for i, task in enumerate(TASKS):
+            if examples[i] > 0:
+                out[f"{prefix}accuracy/{task}"] = float(correct[i] / examples[i])
+    for key, value in raw.items():
+        if key not in ("task_loss_sum", "task_count", "correct", "task_examples"):
+            out[prefix + key] = float(value)
+    return out
+
+
+class MetricWriter:
+    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+        self.enabled = enabled
+        self.path = os.path.join(workdir, METRICS_FILE)
+        self._tb = None
+        if enabled and tensorboard:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+    def truncate_after(self, step: int):
+        """On resume from `step`: drop training lines the interrupted run wrote after it, so the
+        file reads as one uninterrupted run (rewritten atomically)."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            lines = [line for line in f if line.strip()]
+        keep = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        if len(keep) != len(lines):
+            temp = self.path + ".tmp"
+            with open(temp, "w") as f:
+                f.writelines(keep)
+            os.replace(temp, self.path)
+
+    def write(self, step: int, values: dict, split: str = "train"):
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split, **values}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(f"{split}/{key}", value, step)
+
+    def close(self):
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,138 @@
+"""The pure train step: (state, batch, rng) -> (state, metrics).
+
+One loss covers every text task in the batch: the decoder's masked next-token cross-entropy
+for lm / seq2seq / caption / vqa rows and the classifier's cross-entropy for labelled rows.
+Each task's loss is its sum divided by its count on the whole batch (computed before
+microbatching), weighted by config, so gradient accumulation over k microbatches (lax.scan)
+gives exactly the gradient of one step on the whole batch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sora_jax.data.schema import TASKS
+from sora_jax.models.sora import SoraModel
+from sora_jax.nn.masks import segment_mask
+from sora_jax.train import losses
+from sora_jax.train.state import TrainState
+
+NONFINITE_POLICIES = ("skip", "abort")
+
+
+def _forward_sums(model: SoraModel, params, batch, rng, *, z_loss, train, with_accuracy=False):
+    """Per-task loss sums [NUM_TASKS] for one (micro)batch (and, with_accuracy, per-task counts of
+    correct predictions: every target token right for decoder tasks, the class for classify)."""
+    rngs = {"dropout": rng}
+    memory = memory_valid = None
+    pooled = None
+    if "text" in batch or "image" in batch:
+        enc = model.apply({"params": params}, batch.get("text"), batch.get("text_valid"), batch.get("image"),
+                          batch.get("image_present"), deterministic=not train, rngs=rngs, method=SoraModel.encode)
+        memory, memory_valid, pooled = enc
+    sums = jnp.zeros(losses.NUM_TASKS, jnp.float32)
+    correct = jnp.zeros(losses.NUM_TASKS, jnp.float32)
+    if "decoder_inputs" in batch:
+        logits = model.apply({"params": params}, batch["decoder_inputs"], memory, memory_valid,
+                             mask=segment_mask(batch["decoder_segment_ids"]), positions_BxT=batch["decoder_positions"],
+                             deterministic=not train, rngs=rngs, method=SoraModel.decode)
+        token_loss = losses.token_losses(logits, batch["decoder_targets"], z_loss) * batch["decoder_mask"]
+        sums = sums + losses.per_task(token_loss.sum(axis=1), batch["task_id"])
+        if with_accuracy:  # exact match of the whole target (e.g. a VQA answer)
+            wrong = (jnp.argmax(logits, -1) != batch["decoder_targets"]) & (batch["decoder_mask"] > 0)
+            exact = (~jnp.any(wrong, axis=1)) & (batch["decoder_mask"].sum(axis=1) > 0)
+            correct = correct + losses.per_task(exact, batch["task_id"])
+    if model.cfg.num_classes and pooled is not None:
+        class_logits = model.apply({"params": params}, pooled, method=SoraModel.classify)
+        labelled = (batch["label"] >= 0) & (batch["weight"] > 0)
+        ce = optax.softmax_cross_entropy_with_integer_labels(class_logits, jnp.maximum(batch["label"], 0))
+        sums = sums.at[losses.CLASSIFY].add(jnp.sum(jnp.where(labelled, ce, 0.0)))
+        if with_accuracy:
+            hit = labelled & (jnp.argmax(class_logits, -1) == batch["label"])
+            correct = correct.at[losses.CLASSIFY].add(jnp.sum(hit.astype(jnp.float32)))
+    return (sums, correct) if with_accuracy else sums
+
+
+def _split_microbatches(batch, k):
+    """[B, ...] -> [k, B/k, ...] taking every k-th example, so every microbatch draws from every
+    batch shard (a contiguous split would put a whole microbatch on a few devices)."""
+    def split(x):
+        return jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1)
+    return jax.tree.map(split, batch)
+
+
+def make_train_step(model: SoraModel, tx: optax.GradientTransformation, schedule, *, microbatches: int = 1,
+                    z_loss: float = 0.0, task_weights=None, nonfinite: str = "skip", axis_name: str | None = None,
+                    poison_steps=()):
+    """axis_name: set under pmap; counts, loss sums and gradients are then summed over it, so each
+    device's update equals the one jit computes on the global batch."""
+    if nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite policy must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+    weights = jnp.asarray([1.0] * len(TASKS) if task_weights is None else task_weights, jnp.float32)
+
+    def all_sum(x):
+        return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+    def train_step(state: TrainState, batch, rng):
+        if axis_name is not None:  # a different dropout draw on every device
+            rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+        denominators = all_sum(losses.loss_denominators(batch))
+        scale = weights / jnp.maximum(denominators, 1.0)  # d(total)/d(task sum)
+
+        def micro_loss(params, micro, micro_rng):
+            sums = _forward_sums(model, params, micro, micro_rng, z_loss=z_loss, train=True)
+            return jnp.sum(sums * scale), sums
+
+        grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+        if microbatches == 1:
+            (loss, sums), grads = grad_fn(state.params, batch, rng)
+        else:
+            def body(carry, xs):
+                loss_acc, sums_acc, grads_acc = carry
+                micro, i = xs
+                (loss, sums), grads = grad_fn(state.params, micro, jax.random.fold_in(rng, i))
+                grads_acc = jax.tree.map(jnp.add, grads_acc, grads)
+                return (loss_acc + loss, sums_acc + sums, grads_acc), None
+
+            zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+            init = (jnp.zeros((), jnp.float32), jnp.zeros(losses.NUM_TASKS, jnp.float32), zeros)
+            xs = (_split_microbatches(batch, microbatches), jnp.arange(microbatches))
+            (loss, sums, grads), _ = jax.lax.scan(body, init, xs)
+
+        loss, sums, grads = all_sum(loss), all_sum(sums), all_sum(grads)
+        if poison_steps:
+            poisoned = jnp.isin(state.step + 1, jnp.asarray(poison_steps, jnp.int32))
+            grads = jax.tree.map(lambda g: jnp.where(poisoned, jnp.nan, g), grads)
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        if nonfinite == "skip":  # keep the old parameters and optimizer state for this step
+            keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
+            new_params, new_opt_state = keep(new_params, state.params), keep(new_opt_state, state.opt_state)
+        new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt_state,
+                                  nonfinite_skipped=state.nonfinite_skipped + (~finite).astype(jnp.int32))
+        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
+                   "finite": finite, "nonfinite_skipped": new_state.nonfinite_skipped,
+                   "task_loss_sum": sums, "task_count": denominators,
+                   "examples": all_sum(jnp.sum(batch["weight"])),
+                   "data_skipped": all_sum(jnp.sum(batch["num_skipped"]))}
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(model: SoraModel, *, z_loss: float = 0.0, axis_name: str | None = None):
+    """(params, batch) -> per-task loss sums and counts, and correct-class counts."""
+    def eval_step(params, batch):
+        sums, correct = _forward_sums(model, params, batch, jax.random.key(0), z_loss=z_loss, train=False,
+                                      with_accuracy=True)
+        out = {"task_loss_sum": sums, "task_count": losses.loss_denominators(batch), "correct": correct,
+               "task_examples": losses.per_task(batch["weight"], batch["task_id"]),
+               "examples": jnp.sum(batch["weight"]), "data_skipped": jnp.sum(batch["num_skipped"])}
+        return out if axis_name is None else jax.lax.psum(out, axis_name)
+    return eval_step

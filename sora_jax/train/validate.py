@@ -1,0 +1,50 @@
+"""Checks that the parts of a config fit together, before anything is built: each problem is a
+ConfigurationError naming the key."""
+
+from __future__ import annotations
+
+from sora_jax.data.loader import components_config
+from sora_jax.data.schema import TASKS
+from sora_jax.train.errors import ConfigurationError
+from sora_jax.train.partitioning import check_divisible
+
+_TRAIN_POSITIVE = ("num_steps", "log_every", "checkpoint_every", "microbatches")
+
+
+def check_config(config, model_cfg, tokenizer, mesh, rules):
+    t = config.train
+    for key in _TRAIN_POSITIVE:
+        if t[key] <= 0:
+            raise ConfigurationError(f"config key train.{key}: must be positive, got {t[key]}")
+    if t.eval_every < 0 or t.eval_batches < 0:
+        raise ConfigurationError("config key train.eval_every / train.eval_batches: must be >= 0")
+    unknown = set(t.task_weights) - set(TASKS)
+    if unknown:
+        raise ConfigurationError(f"config key train.task_weights: unknown tasks {sorted(unknown)}")
+    d = config.data
+    if d.batch_size % t.microbatches:
+        raise ConfigurationError(f"config key train.microbatches: {t.microbatches} does not divide "
+                                 f"data.batch_size {d.batch_size}")
+    if config.parallel.backend == "jit":
+        check_divisible(d.batch_size // t.microbatches, mesh, rules, key="data.batch_size / train.microbatches")
+    vocab = tokenizer.vocab_size
+    if d.text_len:
+        _fits(vocab, model_cfg.text_encoder.vocab_size, "model.text_encoder.vocab_size", "tokenizer vocabulary")
+        _fits(d.text_len, model_cfg.text_encoder.max_len, "model.text_encoder.max_len", "data.text_len", learned=
+              model_cfg.text_encoder.position == "learned")
+    if d.decoder_len:
+        _fits(vocab, model_cfg.decoder.vocab_size, "model.decoder.vocab_size", "tokenizer vocabulary")
+        _fits(d.decoder_len, model_cfg.decoder.max_len, "model.decoder.max_len", "data.decoder_len",
+              learned=model_cfg.decoder.position == "learned")
+    if d.image_size and d.image_size != model_cfg.image_encoder.image_size:
+        raise ConfigurationError(f"config key data.image_size: {d.image_size} differs from "
+                                 f"model.image_encoder.image_size {model_cfg.image_encoder.image_size}")
+    tasks = {entry["task"] for entry in components_config(d).values()}
+    if "classify" in tasks and not model_cfg.num_classes:
+        raise ConfigurationError("config key model.num_classes: the data has a classify task but the model "
+                                 "has no classifier (num_classes = 0)")
+
+
+def _fits(need, have, key, what, learned=True):
+    if need > have and learned:
+        raise ConfigurationError(f"config key {key}: {have} is smaller than the {what} ({need})")
