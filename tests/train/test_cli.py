@@ -1,0 +1,148 @@
+"""The training command end to end: bad input, kill -9 and resume, SIGTERM, corrupt checkpoints,
+non-finite policies. Each test runs `python -m sora_jax.main` in a subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Small and quick, with dropout so that the per-step randomness matters for resuming.
+FAST = ["--config=configs/base.py", "--config.data.batch_size=8", "--config.train.log_every=5",
+        "--config.train.eval_batches=1", "--config.model.decoder.dropout_rate=0.1", "--config.train.progress=False"]
+
+
+# One CPU device: the sharded paths are covered in-process (test_parallel.py); here speed matters.
+ENV = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+
+
+def command(workdir, *overrides):
+    return [sys.executable, "-m", "sora_jax.main", f"--workdir={workdir}", *FAST, *overrides]
+
+
+def run(workdir, *overrides, timeout=600):
+    return subprocess.run(command(workdir, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=ENV)
+
+
+def final_params(workdir):
+    ckpt = os.path.join(workdir, "checkpoints")
+    step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
+    restored = ocp.StandardCheckpointer().restore(os.path.join(ckpt, str(step), "state"))
+    return step, restored["params"]
+
+
+def assert_identical(a, b):
+    import jax
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def wait_for_checkpoint(workdir, proc, timeout=300):
+    ckpt = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt)):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before its first checkpoint: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--config.train.num_stepz=3"], 'Did you mean "num_steps"'),
+    (["--config.train.num_steps=many"], "--config.train.num_steps=many"),
+    (["--config.mesh.shape=(3,1,1)"], "config key mesh.shape: (3, 1, 1) needs 3 devices; this run has 1"),
+    (["--config.model.decoder.num_heads=3"], "model.decoder.num_heads: d_model 32 is not divisible by num_heads 3"),
+    (["--config.data.name=shape"], "unknown dataset 'shape'"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, flags, message):
+    done = run(tmp_path / "w", *flags)
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_missing_workdir_parent_is_exit_code_2(tmp_path):
+    done = run(tmp_path / "no" / "such" / "dir")
+    assert done.returncode == 2 and "parent directory" in done.stderr.strip().splitlines()[-1]
+
+
+def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
+    steps = ["--config.train.num_steps=60", "--config.train.checkpoint_every=10"]
+    reference = run(tmp_path / "ref", *steps)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed_dir, *steps), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    wait_for_checkpoint(killed_dir, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done_steps = max(int(d) for d in os.listdir(killed_dir / "checkpoints") if d.isdigit())
+    assert done_steps < 60, "the run finished before it could be killed; the test proves nothing"
+    resumed = run(killed_dir, *steps)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from step {done_steps}" in resumed.stderr
+    step_a, params_a = final_params(tmp_path / "ref")
+    step_b, params_b = final_params(killed_dir)
+    assert step_a == step_b == 60
+    assert_identical(params_a, params_b)  # the data iterator and the per-step randomness resumed too
+    lines = [json.loads(x) for x in open(killed_dir / "metrics.jsonl")]
+    train_steps = [x["step"] for x in lines if x["split"] == "train"]
+    assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 60
+
+    # A truncated newest checkpoint is reported and the previous one is used.
+    newest = os.path.join(killed_dir, "checkpoints", "60", "state")
+    for root, _, files in os.walk(newest):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.getsize(path) > 64:
+                with open(path, "r+b") as f:
+                    f.truncate(os.path.getsize(path) // 2)
+    again = run(killed_dir, *steps)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "could not be restored" in again.stderr and "resumed from step 50" in again.stderr
+    assert os.path.isdir(str(killed_dir / "checkpoints") + ".unreadable")  # set aside, not deleted
+    assert_identical(final_params(killed_dir)[1], params_a)
+
+
+def test_sigterm_saves_the_current_step_and_exits_0(tmp_path):
+    workdir = tmp_path / "w"
+    proc = subprocess.Popen(command(workdir, "--config.train.num_steps=100000", "--config.train.checkpoint_every=50"),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    wait_for_checkpoint(workdir, proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    steps = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
+    assert "stopped by signal" in stderr
+    assert steps[-1] > 50 and steps[-1] % 50 != 0 or len(steps) > 1
+
+
+@pytest.mark.parametrize("policy", ["skip", "abort"])
+def test_non_finite_policies(tmp_path, policy):
+    workdir = tmp_path / "w"
+    done = run(workdir, "--config.train.num_steps=10", "--config.train.checkpoint_every=2",
+               "--config.train.debug_nan_steps=(5,)", f"--config.train.nonfinite={policy}")
+    steps = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
+    if policy == "skip":
+        assert done.returncode == 0, done.stderr[-3000:]
+        last = [json.loads(x) for x in open(workdir / "metrics.jsonl") if '"train"' in x][-1]
+        assert last["nonfinite_skipped"] == 1 and np.isfinite(last["loss"])
+        assert steps[-1] == 10
+    else:
+        assert done.returncode == 3
+        assert "non-finite loss or gradients at step 5" in done.stderr.strip().splitlines()[-1]
+        assert steps[-1] == 4  # nothing written after the bad step
