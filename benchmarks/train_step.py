@@ -1,0 +1,129 @@
+"""Train-step speed of decoder-only language models as a fraction of this machine's matmul
+roofline, and the share of wall time the loop is blocked by checkpoint saves.
+
+    python benchmarks/train_step.py                # d_model 256 and 512 at sequence 256, and the
+                                                   # 6-layer / 6-head / 384-wide target model
+    python benchmarks/train_step.py --steps=5
+
+Model FLOPs per step use the PaLM / nanoGPT convention, 6 N tokens + 12 layers d_model T tokens
+(N: parameters outside embeddings), so figures compare with theirs. The roofline is a plain
+float32 jnp.dot of 2048 x 2048 measured in the same process. Checkpoint blocking: the time the
+loop waits in an (asynchronous) Orbax save, over 100 steps plus that wait.
+Prints a table and writes JSON (benchmarks/results/train_step.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from sora_jax.data.schema import TASKS, ExampleSpec
+from sora_jax.models import SoraModel, TextDecoderConfig, presets
+from sora_jax.train import optimizer
+from sora_jax.train.backends import JitBackend
+from sora_jax.train.checkpoint import Checkpointer
+from sora_jax.train.mesh import make_mesh
+from sora_jax.train.partitioning import DEFAULT_RULES
+
+MODELS = {  # name: (layers, heads, d_model, batch, sequence)
+    "d256": (4, 4, 256, 16, 256),
+    "d512": (4, 8, 512, 16, 256),
+    "target_6L_384": (6, 6, 384, 16, 256),
+}
+VOCAB = 320
+
+
+def matmul_flops_per_s(n=2048, repeats=10):
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        f(a).block_until_ready()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
+
+
+def lm_batch(batch, seq):
+    rng = np.random.default_rng(0)
+    spec = ExampleSpec(decoder_len=seq)
+    b = {k: np.zeros((batch,) + shape, dt) for k, (shape, dt) in spec.fields().items()}
+    ids = rng.integers(5, VOCAB, (batch, seq + 1)).astype(np.int32)
+    b.update(decoder_inputs=ids[:, :-1], decoder_targets=ids[:, 1:], decoder_mask=np.ones((batch, seq), np.float32),
+             decoder_segment_ids=np.ones((batch, seq), np.int32),
+             decoder_positions=np.broadcast_to(np.arange(seq), (batch, seq)).astype(np.int32),
+             task_id=np.full(batch, TASKS.index("lm"), np.int32), weight=np.ones(batch, np.float32))
+    return spec, b
+
+
+def measure(name, steps, roofline):
+    layers, heads, width, batch, seq = MODELS[name]
+    decoder = TextDecoderConfig(num_layers=layers, num_heads=heads, d_model=width, mlp_dim=4 * width, max_len=seq,
+                                vocab_size=VOCAB, cross_attention=False, scan_layers=False)
+    model = SoraModel(dataclasses.replace(presets.tiny(), decoder=decoder, num_classes=0).validate())
+    o = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-3, warmup_steps=0, schedule="constant",
+                                       end_lr_fraction=1.0, weight_decay=0.1, b1=0.9, b2=0.99, eps=1e-8, clip_norm=1.0))
+    spec, host_batch = lm_batch(batch, seq)
+    backend = JitBackend(model, optimizer.make_optimizer(o, 1000), optimizer.learning_rate_schedule(o, 1000), spec,
+                         make_mesh((1, 1, 1)), DEFAULT_RULES, {})
+    state = backend.init(jax.random.key(0))
+    batch_arrays = backend.put_batch(host_batch)
+    key = jax.random.key(1)
+    for _ in range(2):  # compile and warm up
+        state, metrics = backend.step(state, batch_arrays, key)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = backend.step(state, batch_arrays, key)
+    jax.block_until_ready(state)
+    step_s = (time.perf_counter() - start) / steps
+    params = state.params
+    n = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params)
+            if "embedding" not in jax.tree_util.keystr(path))
+    tokens = batch * seq
+    flops = 6 * n * tokens + 12 * layers * width * seq * tokens
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = Checkpointer(d, async_save=True)
+        iterator = iter(grain.MapDataset.range(10).to_iter_dataset())
+        save_start = time.perf_counter()
+        ckpt.save(1, state, iterator, {})
+        blocked = time.perf_counter() - save_start
+        ckpt.close()
+    return {"model": name, "layers": layers, "heads": heads, "d_model": width, "batch": batch, "sequence": seq,
+            "non_embedding_params": int(n), "step_ms": 1e3 * step_s, "tokens_per_s": tokens / step_s,
+            "model_gflops_per_s": flops / step_s / 1e9, "fraction_of_matmul_roofline": flops / step_s / roofline,
+            "checkpoint_blocked_s": blocked, "checkpoint_blocked_fraction_at_100_steps": blocked / (100 * step_s + blocked)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_step.json"))
+    args = parser.parse_args()
+    roofline = matmul_flops_per_s()
+    rows = [measure(name, args.steps, roofline) for name in args.models.split(",")]
+    print(f"plain f32 matmul: {roofline / 1e9:.0f} GFLOP/s ({jax.devices()[0].platform}, {os.cpu_count()} cpus)")
+    print(f"{'model':<14} {'params':>10} {'step ms':>9} {'tokens/s':>9} {'GFLOP/s':>8} {'of roofline':>11} "
+          f"{'ckpt blocked':>13}")
+    for r in rows:
+        print(f"{r['model']:<14} {r['non_embedding_params']:>10,} {r['step_ms']:>9.0f} {r['tokens_per_s']:>9.0f} "
+              f"{r['model_gflops_per_s']:>8.0f} {r['fraction_of_matmul_roofline']:>11.2f} "
+              f"{100 * r['checkpoint_blocked_fraction_at_100_steps']:>12.2f}%")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"matmul_gflops_per_s": roofline / 1e9, "jax": jax.__version__, "rows": rows}, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
