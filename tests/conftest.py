@@ -39,36 +39,3 @@ def tiny_config():
 def tiny_batch(tiny_config):
     return make_batch(tiny_config)
 
-
-# Tests marked `isolated(attempts=N, timeout_s=T)` run in a fresh pytest process, retried when
-# a run hangs past T seconds (with a warning) and failed clearly after N hangs: never a stuck CI
-# job. For the one known XLA:CPU hang (see tests/train/helpers.py: tiny_model).
-ISOLATED_CHILD = "SORA_ISOLATED_TEST_CHILD"
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "isolated(attempts, timeout_s): run in a fresh process, retried on a hang")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    marker = pyfuncitem.get_closest_marker("isolated")
-    if marker is None or os.environ.get(ISOLATED_CHILD):
-        return None
-    import subprocess
-    import sys
-    import warnings
-    attempts, timeout_s = marker.kwargs.get("attempts", 3), marker.kwargs.get("timeout_s", 300)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", pyfuncitem.nodeid]
-    for attempt in range(1, attempts + 1):
-        try:
-            done = subprocess.run(cmd, cwd=root, env={**os.environ, ISOLATED_CHILD: "1"}, capture_output=True,
-                                  text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            warnings.warn(f"{pyfuncitem.nodeid} hung for {timeout_s} s (attempt {attempt} of {attempts})")
-            continue
-        if done.returncode != 0:
-            pytest.fail(f"isolated run failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}", pytrace=False)
-        return True
-    pytest.fail(f"{pyfuncitem.nodeid} hung {attempts} times for {timeout_s} s", pytrace=False)

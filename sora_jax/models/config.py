@@ -46,6 +46,7 @@ class TransformerConfig:
     use_bias: bool = True
     scan_layers: bool = True
     remat_policy: str = "none"
+    scan_unroll: int = 1  # scanned stacks: layers per loop iteration (>= num_layers: no loop; same parameters)
 
     @property
     def resolved_head_dim(self):
@@ -59,7 +60,7 @@ class TransformerConfig:
         return LayerConfig(**shared)
 
     def validate(self, path):
-        _positive(self, path, "num_layers", "d_model", "num_heads", "mlp_dim", "chunk_size")
+        _positive(self, path, "num_layers", "d_model", "num_heads", "mlp_dim", "chunk_size", "scan_unroll")
         _choice(self, path, mlp_activation=MLP_ACTIVATIONS, norm=NORMS, norm_position=("pre", "post"),
                 attention_impl=IMPLEMENTATIONS, remat_policy=tuple(REMAT_POLICIES))
         if not self.head_dim and self.d_model % self.num_heads:

@@ -51,7 +51,7 @@ class Fusion(nn.Module):
             x = jnp.concatenate([p[0] for p in parts], axis=1)
             valid = jnp.concatenate([p[1] for p in parts], axis=1)
             x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,
-                           name="blocks")(x, key_padding_mask(valid), deterministic=deterministic)
+                           cfg.scan_unroll, name="blocks")(x, key_padding_mask(valid), deterministic=deterministic)
             if cfg.norm_position == "pre":
                 x = layer_cfg.make_norm("final_norm")(x)
         elif text is None:
@@ -60,7 +60,7 @@ class Fusion(nn.Module):
             x, valid = text, text_valid
         else:
             fused = LayerStack(GatedCrossBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,
-                               cross_attention=True, name="blocks")(
+                               cfg.scan_unroll, cross_attention=True, name="blocks")(
                 text, memory=image, memory_mask=key_padding_mask(image_valid), deterministic=deterministic)
             x = jnp.concatenate([fused, image], axis=1)
             valid = jnp.concatenate([text_valid, image_valid], axis=1)

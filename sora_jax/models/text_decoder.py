@@ -64,7 +64,7 @@ class TextDecoder(nn.Module):
         if not self.is_initializing():  # grads w.r.t. inputs when 'perturbations' is passed
             x = self.perturb("embeddings", x)
         layer_cfg = cfg.text_layer_config(self.dtype, self.param_dtype)
-        x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,
+        x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy, cfg.scan_unroll,
                        causal=True, cross_attention=cfg.cross_attention, max_cache_len=cfg.max_len,
                        name="blocks")(x, mask, memory_BxSxD, memory_mask, positions_BxT, cache_index,
                                       deterministic=deterministic, decode=decode)

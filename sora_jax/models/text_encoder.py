@@ -33,7 +33,7 @@ class TextEncoder(nn.Module):
         if not self.is_initializing():  # grads w.r.t. inputs when 'perturbations' is passed
             x = self.perturb("embeddings", x)
         layer_cfg = cfg.text_layer_config(self.dtype, self.param_dtype)
-        x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy,
+        x = LayerStack(TransformerBlock, layer_cfg, cfg.num_layers, cfg.scan_layers, cfg.remat_policy, cfg.scan_unroll,
                        name="blocks")(x, key_padding_mask(valid_BxT), positions=positions_BxT,
                                       deterministic=deterministic)
         if cfg.norm_position == "pre":

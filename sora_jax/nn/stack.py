@@ -25,6 +25,7 @@ class LayerStack(nn.Module):
     num_layers: int
     scan_layers: bool = True
     remat_policy: str = "none"
+    scan_unroll: int = 1  # layers per loop iteration; >= num_layers: no loop at all (same parameters)
     causal: bool = False
     cross_attention: bool = False
     max_cache_len: int = 0
@@ -48,6 +49,7 @@ class LayerStack(nn.Module):
                 in_axes=(nn.broadcast,) * len(args),
                 length=self.num_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
+                unroll=True if self.scan_unroll >= self.num_layers else self.scan_unroll,
             )
             x, _ = scanned(name="layers", **kwargs)(x, *args)
             return x

@@ -20,6 +20,7 @@ from sora_jax.models.config import SoraConfig
 from sora_jax.models.params import count_parameters
 from sora_jax.models.sora import SoraModel
 from sora_jax.train import optimizer as optim_lib
+from sora_jax.train import xla_cpu
 from sora_jax.train.backends import make_backend
 from sora_jax.train.checkpoint import Checkpointer, tokenizer_record
 from sora_jax.train.errors import ConfigurationError
@@ -104,29 +105,12 @@ def _evaluate(backend, state, config, tokenizer, step, writer):
     return results
 
 
-def _guard_cpu_collectives(model_cfg, mesh):
-    """Several CPU devices in one process: run one program at a time, and warn about the one
-    known XLA:CPU deadlock. XLA:CPU runs independent parts of a program concurrently, so a
-    scanned layer stack whose loop holds collectives (FSDP or tensor sharding) can reach its
-    collectives in a different order on different devices (seen in about one run in four on
-    a (2, 2, 2) mesh of fake devices; unrolled stacks never showed it). GPUs and TPUs run
-    collectives in program order and are not affected."""
-    if jax.default_backend() != "cpu" or jax.local_device_count() == 1:
-        return
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
-    in_loop_collectives = mesh.shape["fsdp"] * mesh.shape["tensor"] > 1
-    scanned = [name for name in ("text_encoder", "fusion", "decoder") if getattr(model_cfg, name).scan_layers]
-    if in_loop_collectives and scanned:
-        log.warning("several CPU devices with FSDP/tensor sharding and scanned layers (%s): XLA:CPU can deadlock "
-                    "here; set model.<part>.scan_layers=False for CPU runs", ", ".join(scanned))
-
-
 def train(config, workdir: str) -> int:
     """Runs (or resumes) the experiment; returns the process exit code."""
     is_main = jax.process_index() == 0
     model_cfg = SoraConfig.from_dict(config.model)
     mesh = make_mesh(config.mesh.shape)
-    _guard_cpu_collectives(model_cfg, mesh)
+    model_cfg = xla_cpu.avoid_collective_deadlocks(model_cfg, mesh)
     rules = rules_from_config(config.mesh.rules)
     os.makedirs(workdir, exist_ok=True)
     tokenizer = loader.tokenizer_from_config(config.data, workdir, process_index=jax.process_index())

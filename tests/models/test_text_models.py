@@ -137,6 +137,25 @@ def test_remat_changes_nothing_numerically(tiny_config, tiny_batch, policy, scan
     chex.assert_trees_all_close(grads_r, grads, atol=1e-6)
 
 
+@pytest.mark.parametrize("unroll", [2, 99])
+def test_an_unrolled_scan_keeps_the_parameters_and_the_numbers(tiny_config, tiny_batch, unroll):
+    """scan_unroll >= num_layers removes the loop (the XLA:CPU deadlock workaround); any value
+    keeps the stacked parameters and the results."""
+    cfg = all_parts(tiny_config, scan_layers=True)
+    model, params = init_params(cfg, tiny_batch)
+    unrolled = SoraModel(all_parts(tiny_config, scan_layers=True, scan_unroll=unroll))
+    _, params_unrolled = init_params(all_parts(tiny_config, scan_layers=True, scan_unroll=unroll), tiny_batch)
+    chex.assert_trees_all_equal(params_unrolled, params)
+    out, grads = _reference_forward_and_grads(cfg)
+    out_u, grads_u = _forward_and_grads(unrolled, params, tiny_batch)
+    np.testing.assert_allclose(np.asarray(out_u["logits"]), np.asarray(out["logits"]), atol=1e-6)
+    chex.assert_trees_all_close(grads_u, grads, atol=1e-6)
+    if unroll >= cfg.decoder.num_layers:
+        text = jax.jit(lambda p: unrolled.apply({"params": p}, tiny_batch["text"], tiny_batch["text_valid"],
+                                                method=SoraModel.encode_text)).lower(params).as_text()
+        assert "while" not in text
+
+
 @functools.lru_cache(maxsize=None)
 def _reference_forward_and_grads(cfg):
     from tests.batches import make_batch

@@ -8,7 +8,7 @@ import numpy as np
 
 from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.models import SoraModel, presets
-from sora_jax.train import optimizer
+from sora_jax.train import optimizer, xla_cpu
 from sora_jax.train.backends import make_backend
 from sora_jax.train.mesh import make_mesh
 from sora_jax.train.partitioning import DEFAULT_RULES
@@ -51,29 +51,22 @@ def batches(n, batch_size=8, seed=0, spec=SPEC):
     return out
 
 
-def tiny_model(scan_layers: bool):
-    """The tiny preset with its layer stacks scanned or unrolled.
-
-    XLA:CPU runs independent parts of a program concurrently; a scanned stack whose loop holds
-    collectives (FSDP or tensor sharding) can then reach its collectives in a different order
-    on different fake devices, and the in-process rendezvous deadlocks (about one run in four
-    on (2, 2, 2)). Unrolled stacks never showed it, so most sharded tests use them; the scanned
-    case has its own isolated test with retries (see tests/conftest.py)."""
+def tiny_model(scan_layers: bool = True):
+    """The tiny preset with its layer stacks scanned or unrolled."""
     cfg = presets.tiny()
     return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), scan_layers=scan_layers)
-                                       for name in ("text_encoder", "fusion", "decoder")})
+                                       for name in xla_cpu.STACKS})
 
 
-def run_steps(mesh_shape=(1, 1, 1), backend="jit", steps=3, microbatches=1, o=None, scan_layers=False,
+def run_steps(mesh_shape=(1, 1, 1), backend="jit", steps=3, microbatches=1, o=None, scan_layers=True,
               batch_size=8):
-    """(losses per step, final params as numpy) for the tiny model."""
-    cfg = tiny_model(scan_layers)
-    model = SoraModel(cfg)
+    """(losses per step, final params as numpy) for the tiny model, set up as the trainer does."""
+    n = int(np.prod(mesh_shape))
+    mesh = make_mesh(mesh_shape, jax.devices()[:n])
+    model = SoraModel(xla_cpu.avoid_collective_deadlocks(tiny_model(scan_layers), mesh))
     o = o or optim()
     tx = optimizer.make_optimizer(o, 100)
     schedule = optimizer.learning_rate_schedule(o, 100)
-    n = int(np.prod(mesh_shape))
-    mesh = make_mesh(mesh_shape, jax.devices()[:n])
     be = make_backend(backend, model, tx, schedule, SPEC, mesh, DEFAULT_RULES, dict(microbatches=microbatches))
     state = be.init(jax.random.key(0))
     losses = []

@@ -8,7 +8,7 @@ import pytest
 from sora_jax.data.config import data_config
 from sora_jax.data.tokenizers import ByteTokenizer
 from sora_jax.models import SoraModel, presets
-from sora_jax.train import optimizer
+from sora_jax.train import optimizer, xla_cpu
 from sora_jax.train.backends import JitBackend
 from sora_jax.train.checkpoint import Checkpointer, tokenizer_from_record, tokenizer_record
 from sora_jax.train.mesh import make_mesh
@@ -17,9 +17,9 @@ from tests.train.helpers import SPEC, batches, optim, tiny_model
 
 
 def _backend(shape):
-    model = SoraModel(tiny_model(scan_layers=False))  # see tiny_model
-    o = optim("adamw", lr=1e-3, b1=0.9)
     mesh = make_mesh(shape, jax.devices()[:int(np.prod(shape))])
+    model = SoraModel(xla_cpu.avoid_collective_deadlocks(tiny_model(), mesh))
+    o = optim("adamw", lr=1e-3, b1=0.9)
     return JitBackend(model, optimizer.make_optimizer(o, 10), optimizer.learning_rate_schedule(o, 10), SPEC, mesh,
                       DEFAULT_RULES, {})
 
