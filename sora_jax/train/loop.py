@@ -146,6 +146,7 @@ def train(config, workdir: str) -> int:
         counts = count_parameters(backend.host_state(state).params)
         log.info("parameters: %s", counts)
 
+    sync_steps = xla_cpu.sync_every_step()
     stop = _StopFlag()
     stop.install()
     flops_per_token = _model_flops_per_token(backend.host_state(state).params)
@@ -163,6 +164,8 @@ def train(config, workdir: str) -> int:
             data_wait += time.perf_counter() - wait_start
             state, metrics = backend.step(state, backend.put_batch(local), jax.random.fold_in(
                 jax.random.key(config.seed), step))
+            if sync_steps:
+                jax.block_until_ready(metrics)
             step += 1
             pending.append(metrics)
             boundary_log = step % t.log_every == 0 or step == t.num_steps

@@ -1,0 +1,9 @@
+"""The GAN image generator of the Sora model: text-to-image and inpainting."""
+
+from sora_jax.gan.config import GANConfig
+from sora_jax.gan.discriminator import Discriminator, minibatch_std
+from sora_jax.gan.generator import Generator, text_condition
+from sora_jax.gan.losses import discriminator_loss, ema_update, generator_loss, hole_l1, r1_penalty
+
+__all__ = ["GANConfig", "Discriminator", "minibatch_std", "Generator", "text_condition", "discriminator_loss",
+           "ema_update", "generator_loss", "hole_l1", "r1_penalty"]
