@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from sora_jax.gan.config import GANConfig
+from sora_jax.gan.spectral import SpectralLayer
 from sora_jax.nn.conv import conv
 from sora_jax.nn.linear import dense
 
@@ -89,7 +90,7 @@ class Generator(nn.Module):
             raise ValueError("model.gan.inpaint: the generator needs the masked image and its known-pixel mask")
         w = jnp.concatenate([z_BxZ, cond_BxC], axis=-1)
         for i in range(cfg.mapping_layers):
-            w = lrelu(dense(cfg.w_dim, (None if i == 0 else "embed", "embed"), name=f"mapping_{i}")(w))
+            w = lrelu(dense(cfg.w_dim, (None, "embed"), name=f"mapping_{i}")(w))
         skips = MaskedImageEncoder(cfg, name="encoder")(masked_image, known) if cfg.inpaint else {}
         B, c4 = z_BxZ.shape[0], cfg.channels_at(4)
         x = dense((4, 4, c4), ("embed", None, None, "conv_out"), name="start")(w)
@@ -98,7 +99,10 @@ class Generator(nn.Module):
         while resolution < cfg.image_size:
             resolution *= 2
             x = UpBlock(cfg.channels_at(resolution), name=f"block_{resolution}")(x, w, skips.get(resolution))
-        image = jnp.tanh(conv(cfg.channels, 1, name="to_rgb")(x))
+        # Three output channels: not sharded (no mesh axis divides 3).
+        to_rgb = SpectralLayer(cfg.channels, "conv", 1, kernel_axes=("conv_height", "conv_width", "conv_in", None),
+                               name="to_rgb")
+        image = jnp.tanh(to_rgb(x))
         if cfg.inpaint:  # the known pixels are kept exactly
             image = known * masked_image + (1.0 - known) * image
         assert image.shape == (B, cfg.image_size, cfg.image_size, cfg.channels)
