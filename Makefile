@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/model_step.py
 	$(BIN)/python benchmarks/data_loader.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/gan_step.py
 
 # Re-pin requirements.lock from the current environment after changing dependencies.
 lock: $(STAMP)

@@ -4,6 +4,8 @@ from sora_jax.gan.config import GANConfig
 from sora_jax.gan.discriminator import Discriminator, minibatch_std
 from sora_jax.gan.generator import Generator, text_condition
 from sora_jax.gan.losses import discriminator_loss, ema_update, generator_loss, hole_l1, r1_penalty
+from sora_jax.gan.metrics import conditional_accuracy, frechet_distance, hole_psnr
 
 __all__ = ["GANConfig", "Discriminator", "minibatch_std", "Generator", "text_condition", "discriminator_loss",
-           "ema_update", "generator_loss", "hole_l1", "r1_penalty"]
+           "ema_update", "generator_loss", "hole_l1", "r1_penalty", "conditional_accuracy", "frechet_distance",
+           "hole_psnr"]
