@@ -9,7 +9,6 @@ Prints a table and writes JSON (benchmarks/results/gan_step.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -18,21 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from common import matmul_flops_per_s, roofline_line, write_results
 
 from sora_jax.gan import Discriminator, GANConfig, Generator
 from sora_jax.gan.step import GANState, GANTraining, make_gan_step
 
 COND = 64
-
-
-def matmul_flops_per_s(n=2048, repeats=10):
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        f(a).block_until_ready()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
 
 
 def measure(size, batch, steps, roofline, inpaint=False):
@@ -76,17 +66,14 @@ def main():
     roofline = matmul_flops_per_s()
     rows = [measure(int(s), args.batch, args.steps, roofline) for s in args.sizes.split(",")]
     rows.append(measure(int(args.sizes.split(",")[0]), args.batch, args.steps, roofline, inpaint=True))
-    print(f"plain f32 matmul: {roofline / 1e9:.0f} GFLOP/s ({jax.devices()[0].platform}, {os.cpu_count()} cpus)")
+    print(roofline_line(roofline))
     print(f"{'size':>5} {'mode':>8} {'G params':>10} {'D params':>10} {'step ms':>8} {'images/s':>9} "
           f"{'GFLOP/step':>10} {'of roofline':>11}")
     for r in rows:
         print(f"{r['image_size']:>5} {'inpaint' if r['inpaint'] else 't2i':>8} {r['g_params']:>10,} {r['d_params']:>10,} "
               f"{r['step_ms']:>8.0f} {r['images_per_s']:>9.1f} {r['step_gflop']:>10.2f} "
               f"{r['fraction_of_matmul_roofline']:>11.2f}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"matmul_gflops_per_s": roofline / 1e9, "jax": jax.__version__, "rows": rows}, f, indent=2)
-    print(f"wrote {args.out}")
+    write_results(args.out, roofline, rows)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import tempfile
 import time
 
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from common import matmul_flops_per_s, roofline_line, write_results
 
 from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.models import SoraModel, TextDecoderConfig, presets
@@ -41,16 +40,6 @@ MODELS = {  # name: (layers, heads, d_model, batch, sequence)
     "target_6L_384": (6, 6, 384, 16, 256),
 }
 VOCAB = 320
-
-
-def matmul_flops_per_s(n=2048, repeats=10):
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        f(a).block_until_ready()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
 
 
 def lm_batch(batch, seq):
@@ -112,17 +101,14 @@ def main():
     args = parser.parse_args()
     roofline = matmul_flops_per_s()
     rows = [measure(name, args.steps, roofline) for name in args.models.split(",")]
-    print(f"plain f32 matmul: {roofline / 1e9:.0f} GFLOP/s ({jax.devices()[0].platform}, {os.cpu_count()} cpus)")
+    print(roofline_line(roofline))
     print(f"{'model':<14} {'params':>10} {'step ms':>9} {'tokens/s':>9} {'GFLOP/s':>8} {'of roofline':>11} "
           f"{'ckpt blocked':>13}")
     for r in rows:
         print(f"{r['model']:<14} {r['non_embedding_params']:>10,} {r['step_ms']:>9.0f} {r['tokens_per_s']:>9.0f} "
               f"{r['model_gflops_per_s']:>8.0f} {r['fraction_of_matmul_roofline']:>11.2f} "
               f"{100 * r['checkpoint_blocked_fraction_at_100_steps']:>12.2f}%")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"matmul_gflops_per_s": roofline / 1e9, "jax": jax.__version__, "rows": rows}, f, indent=2)
-    print(f"wrote {args.out}")
+    write_results(args.out, roofline, rows)
 
 
 if __name__ == "__main__":

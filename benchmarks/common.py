@@ -1,0 +1,32 @@
+"""What the benchmarks share: the in-process matmul roofline and the JSON result file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def matmul_flops_per_s(n=2048, repeats=10):
+    """FLOP/s of a plain float32 n x n jnp.dot here and now: the practical roofline."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        f(a).block_until_ready()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
+
+
+def roofline_line(roofline) -> str:
+    return f"plain f32 matmul: {roofline / 1e9:.0f} GFLOP/s ({jax.devices()[0].platform}, {os.cpu_count()} cpus)"
+
+
+def write_results(path, roofline, rows):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"matmul_gflops_per_s": roofline / 1e9, "jax": jax.__version__, "rows": rows}, f, indent=2)
+    print(f"wrote {path}")
