@@ -21,11 +21,16 @@ def matmul_flops_per_s(n=2048, repeats=10):
     return 2 * n ** 3 * repeats / (time.perf_counter() - start)
 
 
-def roofline_line(roofline) -> str:
-    return f"plain f32 matmul: {roofline / 1e9:.0f} GFLOP/s ({jax.devices()[0].platform}, {os.cpu_count()} cpus)"
+def results_path(name: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}.json")
 
 
-def write_results(path, roofline, rows):
+def report(roofline, rows, columns, path):
+    """Prints the roofline and a table (columns: (header, width, row -> text)), writes JSON."""
+    print(f"plain f32 matmul: {roofline / 1e9:.0f} GFLOP/s ({jax.devices()[0].platform}, {os.cpu_count()} cpus)")
+    print(" ".join(f"{header:>{width}}" for header, width, _ in columns))
+    for row in rows:
+        print(" ".join(f"{cell(row):>{width}}" for _, width, cell in columns))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump({"matmul_gflops_per_s": roofline / 1e9, "jax": jax.__version__, "rows": rows}, f, indent=2)

@@ -9,7 +9,6 @@ Prints a table and writes JSON (benchmarks/results/gan_step.json).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import flax.linen as nn
@@ -17,12 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from common import matmul_flops_per_s, roofline_line, write_results
+from common import matmul_flops_per_s, report, results_path
 
 from sora_jax.gan import Discriminator, GANConfig, Generator
 from sora_jax.gan.step import GANState, GANTraining, make_gan_step
 
 COND = 64
+COLUMNS = [("size", 5, lambda r: r["image_size"]), ("mode", 8, lambda r: "inpaint" if r["inpaint"] else "t2i"),
+           ("G params", 10, lambda r: f"{r['g_params']:,}"), ("D params", 10, lambda r: f"{r['d_params']:,}"),
+           ("step ms", 8, lambda r: f"{r['step_ms']:.0f}"), ("images/s", 9, lambda r: f"{r['images_per_s']:.1f}"),
+           ("GFLOP/step", 10, lambda r: f"{r['step_gflop']:.2f}"),
+           ("of roofline", 11, lambda r: f"{r['fraction_of_matmul_roofline']:.2f}")]
 
 
 def measure(size, batch, steps, roofline, inpaint=False):
@@ -61,19 +65,12 @@ def main():
     parser.add_argument("--sizes", default="16,32,64")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "gan_step.json"))
+    parser.add_argument("--out", default=results_path("gan_step"))
     args = parser.parse_args()
     roofline = matmul_flops_per_s()
     rows = [measure(int(s), args.batch, args.steps, roofline) for s in args.sizes.split(",")]
     rows.append(measure(int(args.sizes.split(",")[0]), args.batch, args.steps, roofline, inpaint=True))
-    print(roofline_line(roofline))
-    print(f"{'size':>5} {'mode':>8} {'G params':>10} {'D params':>10} {'step ms':>8} {'images/s':>9} "
-          f"{'GFLOP/step':>10} {'of roofline':>11}")
-    for r in rows:
-        print(f"{r['image_size']:>5} {'inpaint' if r['inpaint'] else 't2i':>8} {r['g_params']:>10,} {r['d_params']:>10,} "
-              f"{r['step_ms']:>8.0f} {r['images_per_s']:>9.1f} {r['step_gflop']:>10.2f} "
-              f"{r['fraction_of_matmul_roofline']:>11.2f}")
-    write_results(args.out, roofline, rows)
+    report(roofline, rows, COLUMNS, args.out)
 
 
 if __name__ == "__main__":

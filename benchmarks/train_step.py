@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import tempfile
 import time
 
@@ -24,7 +23,7 @@ import grain
 import jax
 import ml_collections
 import numpy as np
-from common import matmul_flops_per_s, roofline_line, write_results
+from common import matmul_flops_per_s, report, results_path
 
 from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.models import SoraModel, TextDecoderConfig, presets
@@ -40,6 +39,11 @@ MODELS = {  # name: (layers, heads, d_model, batch, sequence)
     "target_6L_384": (6, 6, 384, 16, 256),
 }
 VOCAB = 320
+COLUMNS = [("model", 14, lambda r: r["model"]), ("params", 10, lambda r: f"{r['non_embedding_params']:,}"),
+           ("step ms", 9, lambda r: f"{r['step_ms']:.0f}"), ("tokens/s", 9, lambda r: f"{r['tokens_per_s']:.0f}"),
+           ("GFLOP/s", 8, lambda r: f"{r['model_gflops_per_s']:.0f}"),
+           ("of roofline", 11, lambda r: f"{r['fraction_of_matmul_roofline']:.2f}"),
+           ("ckpt blocked", 13, lambda r: f"{100 * r['checkpoint_blocked_fraction_at_100_steps']:.2f}%")]
 
 
 def lm_batch(batch, seq):
@@ -97,18 +101,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_step.json"))
+    parser.add_argument("--out", default=results_path("train_step"))
     args = parser.parse_args()
     roofline = matmul_flops_per_s()
     rows = [measure(name, args.steps, roofline) for name in args.models.split(",")]
-    print(roofline_line(roofline))
-    print(f"{'model':<14} {'params':>10} {'step ms':>9} {'tokens/s':>9} {'GFLOP/s':>8} {'of roofline':>11} "
-          f"{'ckpt blocked':>13}")
-    for r in rows:
-        print(f"{r['model']:<14} {r['non_embedding_params']:>10,} {r['step_ms']:>9.0f} {r['tokens_per_s']:>9.0f} "
-              f"{r['model_gflops_per_s']:>8.0f} {r['fraction_of_matmul_roofline']:>11.2f} "
-              f"{100 * r['checkpoint_blocked_fraction_at_100_steps']:>12.2f}%")
-    write_results(args.out, roofline, rows)
+    report(roofline, rows, COLUMNS, args.out)
 
 
 if __name__ == "__main__":
