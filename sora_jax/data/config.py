@@ -40,6 +40,8 @@ def data_config() -> ml_collections.ConfigDict:
     c.read_threads = 0  # reader threads per dataset in the consuming process (0: read inline)
     c.prefetch_batches = 0  # batches a background thread keeps ready (0: none)
     # Bundled dataset options.
+    # holdout: "red/triangle,blue/circle"; label_kind: shape, count, or object (color and shape of
+    # the largest object); max_objects: 1 .. 3 objects per scene.
     c.shapes = ml_collections.ConfigDict(dict(num_train=20000, num_validation=1000, label_kind="shape",
-                                              holdout="", seed=0))  # holdout: "red/triangle,blue/circle"
+                                              holdout="", seed=0, max_objects=3))
     return c

@@ -227,6 +227,28 @@ def test_labels(label_kind):
     assert labels == {0, 1, 2}
 
 
+def test_object_labels_and_single_object_scenes():
+    """label_kind="object": colour x shape of the largest object (the text-to-image judge's classes);
+    max_objects=1: scenes of one object, captioned by it alone."""
+    names = shapes.label_names("object")
+    assert len(names) == len(COLORS) * len(SHAPES) and names[0] == f"{COLORS[0]} {SHAPES[0]}"
+    source = ShapesSource("train", image_size=16, label_kind="object", max_objects=1)
+    seen = set()
+    for index in range(200):
+        record = source[index]
+        (obj,) = record["objects"]
+        assert record["label"] == COLORS.index(obj["color"]) * len(SHAPES) + SHAPES.index(obj["shape"])
+        assert record["label_name"] == f"{obj['color']} {obj['shape']}"
+        assert record["caption"] == f"a {obj['size']} {obj['color']} {obj['shape']}"
+        seen.add(record["label"])
+    assert len(seen) == len(names)
+    # The default (up to three objects) is unchanged by the option's existence.
+    assert ShapesSource("train", image_size=16)[5]["caption"] == ShapesSource("train", image_size=16,
+                                                                               max_objects=3)[5]["caption"]
+    with pytest.raises(ValueError, match="max_objects"):
+        ShapesSource(max_objects=4)
+
+
 # ---------------------------------------------------------------- shapes: held-out combinations
 
 

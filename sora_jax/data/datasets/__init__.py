@@ -37,7 +37,8 @@ def open_dataset(name: str, split: str, data_cfg, tokenizer, component=None, tas
         o = data_cfg.shapes
         size = {"train": o.num_train, "validation": o.num_validation}.get(split)
         source = ShapesSource(split, image_size=data_cfg.image_size or 32, num_examples=size, seed=o.seed,
-                              holdout=_parse_holdout(o.holdout), label_kind=o.label_kind)
+                              holdout=_parse_holdout(o.holdout), label_kind=o.label_kind,
+                              max_objects=o.max_objects)
         # Captions are the LM text; classification stays image-only (a caption would give the label away).
         fields = FieldNames(text="caption" if task == "lm" else "text")
         return source, fields, {"num_classes": len(label_names(o.label_kind))}

@@ -30,7 +30,7 @@ SHAPES = ("circle", "square", "triangle")
 COLORS = ("red", "green", "blue", "yellow", "purple", "white")
 SIZES = ("small", "large")
 SPLITS = ("train", "validation", "holdout")
-LABEL_KINDS = ("shape", "count")
+LABEL_KINDS = ("shape", "count", "object")  # object: color and shape of the largest object
 COUNT_WORDS = ("zero", "one", "two", "three")
 RELATIONS = ("above", "below", "to the left of", "to the right of")
 
@@ -60,6 +60,8 @@ _SCENE_TRIES = 10_000
 def label_names(label_kind: str = "shape") -> tuple[str, ...]:
     """Class names for `label_kind`, in label order."""
     _check_choice("label_kind", label_kind, LABEL_KINDS)
+    if label_kind == "object":
+        return tuple(f"{color} {shape}" for color in COLORS for shape in SHAPES)
     return SHAPES if label_kind == "shape" else COUNT_WORDS[1:MAX_OBJECTS + 1]
 
 
@@ -74,8 +76,11 @@ class ShapesSource:
     """Random-access source of `shapes` records (grain style: len() and [index])."""
 
     def __init__(self, split: str = "train", *, image_size: int = 32, num_examples: int | None = None,
-                 seed: int = 0, holdout: Iterable = (), label_kind: str = "shape"):
+                 seed: int = 0, holdout: Iterable = (), label_kind: str = "shape", max_objects: int = MAX_OBJECTS):
         _check_choice("split", split, SPLITS)
+        if not 1 <= max_objects <= MAX_OBJECTS:
+            raise ValueError(f"shapes: max_objects must be in [1, {MAX_OBJECTS}], got {max_objects}")
+        self.max_objects = max_objects
         _check_choice("label_kind", label_kind, LABEL_KINDS)
         if image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"shapes: image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
@@ -118,12 +123,12 @@ class ShapesSource:
     def __repr__(self) -> str:
         return (f"ShapesSource(split={self.split!r}, image_size={self.image_size}, "
                 f"num_examples={self.num_examples}, seed={self.seed}, holdout={self.holdout}, "
-                f"label_kind={self.label_kind!r})")
+                f"label_kind={self.label_kind!r}, max_objects={self.max_objects})")
 
     def _sample_scene(self, rng: np.random.Generator) -> list[dict]:
         """Redraws whole scenes until one belongs to this split (rejection keeps splits disjoint)."""
         for _ in range(_SCENE_TRIES):
-            boxes = _sample_layout(rng, self.image_size)
+            boxes = _sample_layout(rng, self.image_size, self.max_objects)
             objects = _sample_attributes(rng, boxes, self.holdout, force_holdout=self.split == "holdout")
             if self.split == "holdout" or _is_validation_scene(objects) == (self.split == "validation"):
                 return objects
@@ -149,12 +154,13 @@ def _parse_holdout(holdout: Iterable) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs, key=lambda p: (COLORS.index(p[0]), SHAPES.index(p[1]))))
 
 
-def _sample_layout(rng: np.random.Generator, image_size: int) -> list[tuple[str, tuple[int, int, int, int]]]:
+def _sample_layout(rng: np.random.Generator, image_size: int,
+                   max_objects: int = MAX_OBJECTS) -> list[tuple[str, tuple[int, int, int, int]]]:
     """Object sizes and non-overlapping boxes (x0, y0, x1, y1; end exclusive), fully inside the
     image. A scene that does not fit (three large objects at 16x16) is redrawn from scratch."""
     for _ in range(_SCENE_TRIES):
         placed = []
-        for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
+        for _ in range(int(rng.integers(1, max_objects + 1))):
             size = SIZES[rng.integers(len(SIZES))]
             box = _place(rng, object_side(size, image_size), [b for _, b in placed], image_size)
             if box is None:
@@ -275,4 +281,6 @@ def _label(objects: list[dict], label_kind: str) -> int:
     if label_kind == "count":
         return len(objects) - 1
     largest = next((o for o in objects if o["size"] == "large"), objects[0])  # ties: first drawn
+    if label_kind == "object":
+        return COLORS.index(largest["color"]) * len(SHAPES) + SHAPES.index(largest["shape"])
     return SHAPES.index(largest["shape"])

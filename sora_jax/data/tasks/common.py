@@ -87,19 +87,22 @@ class TaskBuilder:
 
     # -- token arrays ------------------------------------------------------------------------
     def encoder_tokens(self, text: str, length: int):
-        """[bos] text [eos], truncated (keeping eos) and padded: (ids [length], valid [length])."""
-        tok = self.tokenizer
-        ids = [tok.bos_id] + tok.encode(text)[: max(0, length - 2)] + [tok.eos_id]
-        ids = ids[:length]
-        out = np.full(length, tok.pad_id, np.int32)
-        out[: len(ids)] = ids
-        return out, np.arange(length) < len(ids)
+        return encoder_tokens(self.tokenizer, text, length)
 
     def decoder_arrays(self, text: str, length: int) -> dict:
         """Teacher forcing for one target text: inputs [bos] t, targets t [eos], padded to length."""
         tok = self.tokenizer
         ids = [tok.bos_id] + tok.encode(text) + [tok.eos_id]
         return pad_decoder(np.asarray(ids[:-1]), np.asarray(ids[1:]), length, tok.pad_id)
+
+
+def encoder_tokens(tok, text: str, length: int):
+    """[bos] text [eos], truncated (keeping eos) and padded: (ids [length], valid [length])."""
+    ids = [tok.bos_id] + tok.encode(text)[: max(0, length - 2)] + [tok.eos_id]
+    ids = ids[:length]
+    out = np.full(length, tok.pad_id, np.int32)
+    out[: len(ids)] = ids
+    return out, np.arange(length) < len(ids)
 
 
 def pad_decoder(inputs, targets, length: int, pad_id: int) -> dict:

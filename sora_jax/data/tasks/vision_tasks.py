@@ -62,8 +62,11 @@ class TextToImageBuilder(CaptionBuilder):
 
     def build(self, record, rng):
         text, valid = self.encoder_tokens(self.caption(record, rng), self.spec.text_len)
-        return {"image": self.get_image(record, self.fields.image, rng), "image_present": True,
-                "text": text, "text_valid": valid}
+        out = {"image": self.get_image(record, self.fields.image, rng), "image_present": True,
+               "text": text, "text_valid": valid}
+        if self.fields.label in record:  # the prompted class, for conditional accuracy
+            out["label"] = self.get_label(record, self.fields.label, self.options.get("num_classes"))
+        return out
 
 
 class InpaintBuilder(TextToImageBuilder):
