@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 from sora_jax.gan.losses import LOSSES
-from sora_jax.models.config import ConfigError
+from sora_jax.models.errors import ConfigError
 
 TEXT_CONDITIONING = ("frozen", "joint")  # stop-gradient into the text encoder, or train it too
 
 
 @dataclasses.dataclass(frozen=True)
 class GANConfig:
+    enabled: bool = False  # the Sora model has an image generator (t2i / inpaint tasks)
     image_size: int = 16  # a power of two, 8 .. 256
     channels: int = 3
     z_dim: int = 64

@@ -20,6 +20,10 @@ def lrelu(x):
     return jax.nn.leaky_relu(x, 0.2)
 
 
+def pixel_norm(x, eps=1e-8):
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
 def text_condition(cfg: GANConfig, pooled_BxC, tokens_BxTxC=None, valid_BxT=None):
     """The pooled text embedding, plus the mean of the valid token states when given, with the
     gradient stopped when the text encoder is frozen for the GAN."""
@@ -88,7 +92,10 @@ class Generator(nn.Module):
         cfg = self.cfg
         if cfg.inpaint and (masked_image is None or known is None):
             raise ValueError("model.gan.inpaint: the generator needs the masked image and its known-pixel mask")
-        w = jnp.concatenate([z_BxZ, cond_BxC], axis=-1)
+        # Noise and text enter at the same scale (pixel norm, as StyleGAN normalises z), so that
+        # a wide text embedding cannot drown the noise and collapse each prompt to one image.
+        text = dense(cfg.w_dim, (None, "embed"), name="text_embed")(cond_BxC)
+        w = jnp.concatenate([pixel_norm(z_BxZ), pixel_norm(text)], axis=-1)
         for i in range(cfg.mapping_layers):
             w = lrelu(dense(cfg.w_dim, (None, "embed"), name=f"mapping_{i}")(w))
         skips = MaskedImageEncoder(cfg, name="encoder")(masked_image, known) if cfg.inpaint else {}

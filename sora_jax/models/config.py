@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from sora_jax.gan.config import GANConfig
+from sora_jax.models.errors import ConfigError
 from sora_jax.nn.attention_core import IMPLEMENTATIONS
 from sora_jax.nn.conv import ACTIVATIONS as CONV_ACTIVATIONS
 from sora_jax.nn.mlp import ACTIVATIONS as MLP_ACTIVATIONS
@@ -19,10 +21,6 @@ from sora_jax.nn.stack import REMAT_POLICIES
 from sora_jax.nn.transformer_block import LayerConfig
 
 DTYPES = ("float32", "bfloat16")
-
-
-class ConfigError(ValueError):
-    """A model configuration value is wrong; the message starts with its full key."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +177,7 @@ class SoraConfig:
     image_encoder: ImageEncoderConfig = ImageEncoderConfig()
     fusion: FusionConfig = FusionConfig()
     decoder: TextDecoderConfig = TextDecoderConfig()
+    gan: GANConfig = GANConfig()  # the image generator (model.gan.enabled)
     num_classes: int = 0  # 0: no classification head
     dtype: str = "float32"  # computation dtype
     param_dtype: str = "float32"
@@ -187,7 +186,7 @@ class SoraConfig:
         _choice(self, path, dtype=DTYPES, param_dtype=DTYPES)
         if self.num_classes < 0:
             raise ConfigError(f"{path}.num_classes: must be >= 0, got {self.num_classes}")
-        for name in ("text_encoder", "image_encoder", "fusion", "decoder"):
+        for name in ("text_encoder", "image_encoder", "fusion", "decoder", "gan"):
             getattr(self, name).validate(f"{path}.{name}")
         return self
 

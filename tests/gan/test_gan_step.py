@@ -114,3 +114,22 @@ def test_a_sharded_gan_step_matches_one_device(shape):
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref_state)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_mode_seeking_penalises_a_generator_that_ignores_its_noise():
+    _, g, _, init, _, batch = setup()
+    state = nn.unbox(init(jax.random.key(0)))
+    base = GANTraining(augment="", r1_gamma=0.0)
+    seeking = GANTraining(augment="", r1_gamma=0.0, mode_seeking=1.0)
+    g_tx = d_tx = optax.sgd(0.0)  # no update: only the reported terms are compared
+    _, m0 = jax.jit(make_gan_step(g, Discriminator(g.cfg), g_tx, d_tx, base))(state, batch, jax.random.key(3))
+    _, m1 = jax.jit(make_gan_step(g, Discriminator(g.cfg), g_tx, d_tx, seeking))(state, batch, jax.random.key(3))
+    assert float(m0["mode_seeking"]) == 0.0
+    # Recompute 1 / (|G(z1) - G(z2)| / |z1 - z2|) by hand with the step's noise.
+    z_key = jax.random.split(jax.random.key(3), 3)[0]
+    z1 = jax.random.normal(z_key, (B, g.cfg.z_dim))
+    z2 = jax.random.normal(jax.random.fold_in(z_key, 1), (B, g.cfg.z_dim))
+    x1, x2 = (g.apply({"params": state.g_params}, z, batch["cond"]) for z in (z1, z2))
+    ratio = jnp.mean(jnp.abs(x1 - x2), axis=(1, 2, 3)) / jnp.mean(jnp.abs(z1 - z2), axis=1)
+    np.testing.assert_allclose(float(m1["mode_seeking"]), float(jnp.mean(1.0 / (ratio + 1e-5))), rtol=1e-4)
+    assert float(m1["g_loss"]) == pytest.approx(float(m0["g_loss"]), rel=1e-5)
