@@ -63,6 +63,30 @@ def get_config(arg=None):
     c.optim.eps = 1e-8
     c.optim.clip_norm = 1.0  # global-norm clipping (0: off)
 
+    # The image generator's training (its architecture: model.gan; on with model.gan.enabled).
+    c.gan = ml_collections.ConfigDict()
+    c.gan.g_learning_rate = 2e-4  # two time-scale: generator and discriminator each their own
+    c.gan.d_learning_rate = 2e-4
+    c.gan.b1 = 0.0  # Adam betas of both (StyleGAN's)
+    c.gan.b2 = 0.99
+    c.gan.r1_gamma = 1.0  # R1 penalty weight on real images (0: off)
+    c.gan.r1_every = 4  # lazy R1: every k steps, scaled by k
+    c.gan.l1_weight = 10.0  # inpainting: L1 on the hole
+    c.gan.augment = "translation,color"  # DiffAugment policy: translation, color, cutout ("" for none)
+    c.gan.ema_decay = 0.999  # EMA of the generator weights (used for sampling and evaluation)
+    c.gan.mismatch_weight = 0.5  # matching-aware D: share of the fake term given to (real image, wrong text)
+    c.gan.mode_seeking = 0.0  # weight of the mode-seeking term (a second sample per prompt must differ)
+    c.gan.rows = 0  # GAN rows taken from each batch (0: every row; a mixture sets its expected count)
+    c.gan.eval_examples = 512  # validation rows generated for FID / conditional accuracy / hole metrics
+    c.gan.judge_examples = 5000  # real training images the judge classifier is fitted on
+    c.gan.judge_steps = 400
+    c.gan.judge_width = 16
+    c.gan.sample_every = 0  # sample grids every N steps (0: with each eval)
+    c.gan.sample_prompts = ()  # fixed prompts of the text-to-image grid
+    c.gan.samples_per_prompt = 8  # fixed noise vectors per prompt (grid columns)
+    c.gan.inpaint_panels = 8  # validation rows in the inpainting grid (original | masked | completed)
+    c.gan.sample_scale = 4  # pixels are enlarged this many times in the PNGs
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.shape = (-1, 1, 1)  # sizes of ("data", "fsdp", "tensor"); -1: the rest of the devices
     c.mesh.rules = DEFAULT_RULES  # logical axis name -> mesh axes (see sora_jax/train/partitioning.py)

@@ -26,9 +26,11 @@ class JitBackend:
 
     def __init__(self, model, tx, schedule, spec, mesh, rules, step_kwargs):
         self.model, self.tx, self.spec, self.mesh, self.rules = model, tx, spec, mesh, rules
-        self._abstract, self.state_shardings = init_lib.abstract_state(model, tx, spec, mesh, rules)
+        self.gan = step_kwargs.get("gan")
+        self._abstract, self.state_shardings = init_lib.abstract_state(model, tx, spec, mesh, rules, self.gan)
         self._batch_sharding = partitioning.batch_sharding(mesh, rules)
         self._replicated = partitioning.replicated(mesh)
+        self._compiled = {}
         train_step = make_train_step(model, tx, schedule, **step_kwargs)
         eval_step = make_eval_step(model, z_loss=step_kwargs.get("z_loss", 0.0))
         with partitioning.sharding_context(mesh, rules):
@@ -38,7 +40,7 @@ class JitBackend:
                                  out_shardings=self._replicated)
 
     def init(self, rng):
-        state, _ = init_lib.create_state(self.model, self.tx, self.spec, self.mesh, self.rules, rng)
+        state, _ = init_lib.create_state(self.model, self.tx, self.spec, self.mesh, self.rules, rng, self.gan)
         return state
 
     def abstract_state(self):
@@ -62,18 +64,27 @@ class JitBackend:
     def host_state(self, state):
         return state
 
+    def run(self, fn, *args):
+        """fn(*args) jit-compiled on the mesh (arguments keep their shardings), result replicated."""
+        if fn not in self._compiled:
+            self._compiled[fn] = jax.jit(fn, out_shardings=self._replicated)
+        with partitioning.sharding_context(self.mesh, self.rules):
+            return self._compiled[fn](*args)
+
 
 class PmapBackend:
     name = "pmap"
 
     def __init__(self, model, tx, schedule, spec, mesh, rules, step_kwargs):
         self.model, self.tx, self.spec = model, tx, spec
+        self.gan = step_kwargs.get("gan")
+        self._compiled = {}
         self.devices = jax.local_devices()
         # pmap's leading axis laid over this process's devices (what device_put_replicated did).
         self._per_device = NamedSharding(Mesh(np.asarray(self.devices), ("devices",)), P("devices"))
         self._single = partitioning.replicated(jax.sharding.Mesh(np.asarray(self.devices[:1]).reshape(1, 1, 1),
                                                                  ("data", "fsdp", "tensor")))
-        self._abstract, _ = init_lib.abstract_state(model, tx, spec, self._single.mesh, ())
+        self._abstract, _ = init_lib.abstract_state(model, tx, spec, self._single.mesh, (), self.gan)
         self._abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self._single),
                                       self._abstract)
         train_step = make_train_step(model, tx, schedule, axis_name="batch", **step_kwargs)
@@ -82,7 +93,7 @@ class PmapBackend:
         self._eval = jax.pmap(eval_step, axis_name="batch")
 
     def init(self, rng):
-        state, _ = init_lib.create_state(self.model, self.tx, self.spec, self._single.mesh, (), rng)
+        state, _ = init_lib.create_state(self.model, self.tx, self.spec, self._single.mesh, (), rng, self.gan)
         return self.place_restored(state)
 
     def abstract_state(self):
@@ -111,6 +122,12 @@ class PmapBackend:
 
     def host_state(self, state):
         return jax.tree.map(lambda x: x[0], state)
+
+    def run(self, fn, *args):
+        """fn(*args) jit-compiled on one device (host_state's arrays live on the first device)."""
+        if fn not in self._compiled:
+            self._compiled[fn] = jax.jit(fn)
+        return self._compiled[fn](*args)
 
 
 BACKENDS = {"jit": JitBackend, "pmap": PmapBackend}

@@ -118,6 +118,11 @@ class Checkpointer:
             from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices(f"sora_jax_checkpoint_{name}")
 
+    def restore_state(self, step: int, abstract_state):
+        """The state alone (no data iterator), e.g. for sampling from a finished run."""
+        return self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state))).state
+
     def read_meta(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 

@@ -32,7 +32,7 @@ def init_inputs(spec: ExampleSpec, model: SoraModel):
     return text, text_valid, images, tokens
 
 
-def _init_fn(model, tx, inputs):
+def _init_fn(model, tx, inputs, gan=None):
     text, text_valid, images, tokens = inputs
 
     def init(rng):
@@ -40,7 +40,8 @@ def _init_fn(model, tx, inputs):
             variables = model.init(rng, tokens, method=SoraModel.decode)
         else:
             variables = model.init(rng, text, text_valid, images, tokens)
-        return TrainState.create(variables["params"], tx)
+        gan_state = None if gan is None else gan.init_state(jax.random.fold_in(rng, 1))
+        return TrainState.create(variables["params"], tx, gan_state)
     return init
 
 
@@ -48,9 +49,9 @@ def _init_fn(model, tx, inputs):
 # kernel before reshaping it, and a rank-3 constraint on that rank-2 array would fail. Placement
 # comes from the explicit out_shardings instead.
 
-def create_state(model, tx, spec: ExampleSpec, mesh, rules, rng):
+def create_state(model, tx, spec: ExampleSpec, mesh, rules, rng, gan=None):
     """(state, shardings): every parameter and optimizer leaf created on its shards."""
-    init = _init_fn(model, tx, init_inputs(spec, model))
+    init = _init_fn(model, tx, init_inputs(spec, model), gan)
     abstract = jax.eval_shape(init, rng)
     shardings = state_shardings(abstract, mesh, rules)
     with jax.set_mesh(mesh):
@@ -58,9 +59,9 @@ def create_state(model, tx, spec: ExampleSpec, mesh, rules, rng):
     return state, shardings
 
 
-def abstract_state(model, tx, spec: ExampleSpec, mesh, rules):
+def abstract_state(model, tx, spec: ExampleSpec, mesh, rules, gan=None):
     """Shapes, dtypes and shardings of the state without allocating it (for restoring)."""
-    init = _init_fn(model, tx, init_inputs(spec, model))
+    init = _init_fn(model, tx, init_inputs(spec, model), gan)
     abstract = jax.eval_shape(init, jax.random.key(0))
     shardings = state_shardings(abstract, mesh, rules)
     plain = nn.unbox(abstract)

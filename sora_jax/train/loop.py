@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from sora_jax.data import loader
+from sora_jax.data.loader import components_config
 from sora_jax.data.schema import TASKS
 from sora_jax.models.config import SoraConfig
 from sora_jax.models.params import count_parameters
@@ -24,6 +25,7 @@ from sora_jax.train import xla_cpu
 from sora_jax.train.backends import make_backend
 from sora_jax.train.checkpoint import Checkpointer, tokenizer_record
 from sora_jax.train.errors import ConfigurationError
+from sora_jax.train.gan import GAN_TASKS, make_gan_parts
 from sora_jax.train.mesh import make_mesh
 from sora_jax.train.metrics import MetricWriter, summarize
 from sora_jax.train.partitioning import rules_from_config
@@ -89,10 +91,12 @@ def _check_resume_layout(ckpt, config):
                                  f"position depends on them (use the saved values, or a new workdir)")
 
 
-def _evaluate(backend, state, config, tokenizer, step, writer):
+def _evaluate(backend, state, config, tokenizer, step, writer, gan_eval=None):
     results = {}
     for name, dataset in loader.eval_datasets(config, tokenizer, process_index=jax.process_index(),
                                               process_count=jax.process_count()).items():
+        if gan_eval is not None and name in gan_eval.components:
+            continue  # evaluated by sampling below
         total = None
         for i, batch in enumerate(dataset):
             if config.train.eval_batches and i >= config.train.eval_batches:
@@ -101,6 +105,9 @@ def _evaluate(backend, state, config, tokenizer, step, writer):
             total = out if total is None else jax.tree.map(np.add, total, out)
         for key, value in summarize(total).items():
             results[f"{name}/{key}"] = value
+    if gan_eval is not None:
+        results.update(gan_eval.evaluate(backend.host_state(state)))
+        gan_eval.write_samples(backend.host_state(state), step, writer)
     writer.write(step, results, split="eval")
     return results
 
@@ -120,9 +127,12 @@ def train(config, workdir: str) -> int:
     model = SoraModel(model_cfg)
     schedule = optim_lib.learning_rate_schedule(config.optim, t.num_steps)
     tx = optim_lib.make_optimizer(config.optim, t.num_steps)
+    tasks = {entry["task"] for entry in components_config(config.data).values()}
+    gan = make_gan_parts(config, model, tasks)
     step_kwargs = dict(microbatches=t.microbatches, z_loss=t.z_loss, nonfinite=t.nonfinite,
                        task_weights=[t.task_weights[name] for name in TASKS],
-                       poison_steps=tuple(int(s) for s in t.debug_nan_steps))
+                       poison_steps=tuple(int(s) for s in t.debug_nan_steps), gan=gan,
+                       text_loss=bool(tasks - set(GAN_TASKS)))
     backend = make_backend(config.parallel.backend, model, tx, schedule, spec, mesh, rules, step_kwargs)
     iterator = iter(loader.train_dataset(config, tokenizer, process_index=jax.process_index(),
                                          process_count=jax.process_count()))
@@ -137,13 +147,21 @@ def train(config, workdir: str) -> int:
     else:
         step, state = 0, backend.init(jax.random.key(config.seed))
     writer = MetricWriter(workdir, enabled=is_main)
+    gan_eval = None
+    if gan is not None:
+        from sora_jax.train.gan_eval import GANEvaluator
+        gan_eval = GANEvaluator(config, gan, tokenizer, workdir, backend)
     writer.truncate_after(step)
     meta = {"config": json.loads(config.to_json_best_effort()), "tokenizer": tokenizer_record(tokenizer),
             "layout": _layout(config)}
     if is_main:
         with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
             json.dump(meta["config"], f, indent=2)
-        counts = count_parameters(backend.host_state(state).params)
+        host = backend.host_state(state)
+        counts = count_parameters(host.params)
+        if host.gan is not None:
+            counts.update(generator=count_parameters(host.gan.g_params)["total"],
+                          discriminator=count_parameters(host.gan.d_params)["total"])
         log.info("parameters: %s", counts)
 
     sync_steps = xla_cpu.sync_every_step()
@@ -185,7 +203,10 @@ def train(config, workdir: str) -> int:
                 progress.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{values['tokens_per_s']:.0f}")
                 pending, window_start, data_wait, ckpt_blocked = [], time.perf_counter(), 0.0, 0.0
             if t.eval_every and step % t.eval_every == 0 and step != t.num_steps:
-                _evaluate(backend, state, config, tokenizer, step, writer)
+                _evaluate(backend, state, config, tokenizer, step, writer, gan_eval)
+                window_start = time.perf_counter()
+            elif gan_eval is not None and config.gan.sample_every and step % config.gan.sample_every == 0:
+                gan_eval.write_samples(backend.host_state(state), step, writer)
                 window_start = time.perf_counter()
             if boundary_ckpt:
                 save_start = time.perf_counter()
@@ -194,7 +215,7 @@ def train(config, workdir: str) -> int:
                 ckpt_blocked += blocked
                 total_blocked += blocked
         if step >= t.num_steps:
-            _evaluate(backend, state, config, tokenizer, step, writer)
+            _evaluate(backend, state, config, tokenizer, step, writer, gan_eval)
         else:  # stopped by a signal: save where we are
             if pending:
                 _flush(pending, step, t.nonfinite)
@@ -223,6 +244,9 @@ def _flush(pending, step, nonfinite):
                   learning_rate=float(last["learning_rate"]), nonfinite_skipped=int(last["nonfinite_skipped"]),
                   examples=float(sum(m["examples"] for m in host)),
                   data_skipped=int(sum(m["data_skipped"] for m in host)))
+    for key in host[-1]:
+        if key.startswith("gan/"):  # the generator and discriminator losses, averaged over the window
+            values[key] = float(np.mean([m[key] for m in host]))
     values["_tokens"] = [float(m["task_count"][DECODER_TASKS].sum()) for m in host]
     if not math.isfinite(values["loss"]) and nonfinite == "skip":
         values["loss"] = float("nan")

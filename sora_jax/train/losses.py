@@ -10,6 +10,7 @@ from sora_jax.data.schema import TASKS
 
 NUM_TASKS = len(TASKS)
 CLASSIFY = TASKS.index("classify")
+_GENERATION = jnp.asarray([TASKS.index("t2i"), TASKS.index("inpaint")])
 
 
 def token_losses(logits_BxTxV, targets_BxT, z_loss: float = 0.0):
@@ -33,6 +34,12 @@ def loss_denominators(batch):
     if "decoder_mask" in batch:
         counts = counts + per_task(batch["decoder_mask"].sum(axis=1), batch["task_id"])
     if "label" in batch:
-        labelled = (batch["label"] >= 0).astype(jnp.float32) * batch["weight"]
-        counts = counts.at[CLASSIFY].add(labelled.sum())
+        counts = counts.at[CLASSIFY].add(classified_rows(batch).astype(jnp.float32).sum())
     return counts
+
+
+def classified_rows(batch):
+    """Rows the classifier trains on: labelled real examples. An image-generation row's label is
+    the prompted class (for conditional accuracy), not a classification target."""
+    generation = jnp.isin(batch["task_id"], _GENERATION)
+    return (batch["label"] >= 0) & (batch["weight"] > 0) & ~generation

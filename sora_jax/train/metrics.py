@@ -69,6 +69,11 @@ class MetricWriter:
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self._tb.add_scalar(f"{split}/{key}", value, step)
 
+    def image(self, tag: str, pixels_HxWxC, step: int):
+        """A uint8 image into TensorBoard."""
+        if self._tb is not None:
+            self._tb.add_image(tag, pixels_HxWxC, step, dataformats="HWC")
+
     def close(self):
         if self._tb is not None:
             self._tb.close()

@@ -48,7 +48,7 @@ def _forward_sums(model: SoraModel, params, batch, rng, *, z_loss, train, with_a
             correct = correct + losses.per_task(exact, batch["task_id"])
     if model.cfg.num_classes and pooled is not None:
         class_logits = model.apply({"params": params}, pooled, method=SoraModel.classify)
-        labelled = (batch["label"] >= 0) & (batch["weight"] > 0)
+        labelled = losses.classified_rows(batch)
         ce = optax.softmax_cross_entropy_with_integer_labels(class_logits, jnp.maximum(batch["label"], 0))
         sums = sums.at[losses.CLASSIFY].add(jnp.sum(jnp.where(labelled, ce, 0.0)))
         if with_accuracy:
@@ -67,12 +67,18 @@ def _split_microbatches(batch, k):
 
 def make_train_step(model: SoraModel, tx: optax.GradientTransformation, schedule, *, microbatches: int = 1,
                     z_loss: float = 0.0, task_weights=None, nonfinite: str = "skip", axis_name: str | None = None,
-                    poison_steps=()):
+                    poison_steps=(), gan=None, text_loss: bool = True):
     """axis_name: set under pmap; counts, loss sums and gradients are then summed over it, so each
-    device's update equals the one jit computes on the global batch."""
+    device's update equals the one jit computes on the global batch.
+
+    gan: a sora_jax.train.gan.GANParts; its rows of the batch then also train the generator and
+    discriminator (after the text loss, on the whole batch, conditioned on the text encoder
+    before this step's update). text_loss=False: the data has only GAN examples; the text
+    parameters then change only by the discriminator's gradient under joint conditioning."""
     if nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"nonfinite policy must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
     weights = jnp.asarray([1.0] * len(TASKS) if task_weights is None else task_weights, jnp.float32)
+    gan_steps = None if gan is None else gan.make_step(axis_name)
 
     def all_sum(x):
         return x if axis_name is None else jax.lax.psum(x, axis_name)
@@ -88,7 +94,10 @@ def make_train_step(model: SoraModel, tx: optax.GradientTransformation, schedule
             return jnp.sum(sums * scale), sums
 
         grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
-        if microbatches == 1:
+        if not text_loss:
+            loss, sums = jnp.zeros((), jnp.float32), jnp.zeros(losses.NUM_TASKS, jnp.float32)
+            grads = jax.tree.map(jnp.zeros_like, state.params)
+        elif microbatches == 1:
             (loss, sums), grads = grad_fn(state.params, batch, rng)
         else:
             def body(carry, xs):
@@ -103,24 +112,44 @@ def make_train_step(model: SoraModel, tx: optax.GradientTransformation, schedule
             xs = (_split_microbatches(batch, microbatches), jnp.arange(microbatches))
             (loss, sums, grads), _ = jax.lax.scan(body, init, xs)
 
+        new_gan, gan_metrics = state.gan, {}
+        if gan is not None:
+            sub = gan.select(batch)
+            cond_fn = functools.partial(gan.condition, sub=sub)
+            if gan.joint:
+                cond, cond_vjp = jax.vjp(cond_fn, state.params)
+            else:
+                cond = cond_fn(state.params)
+            new_gan, gan_metrics, cond_grad = gan_steps(state.gan, {**sub, "cond": cond}, jax.random.fold_in(rng, 7))
+            if gan.joint:  # the text encoder takes the discriminator's gradient through the condition
+                grads = jax.tree.map(jnp.add, grads, cond_vjp(cond_grad)[0])
+            gan_metrics = {f"gan/{k}": v for k, v in gan_metrics.items()}
+            gan_metrics["gan/examples"] = all_sum(jnp.sum(sub["weight"]))
         loss, sums, grads = all_sum(loss), all_sum(sums), all_sum(grads)
         if poison_steps:
             poisoned = jnp.isin(state.step + 1, jnp.asarray(poison_steps, jnp.int32))
             grads = jax.tree.map(lambda g: jnp.where(poisoned, jnp.nan, g), grads)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-        new_params = optax.apply_updates(state.params, updates)
-        if nonfinite == "skip":  # keep the old parameters and optimizer state for this step
+        if gan is not None:
+            finite = finite & jnp.isfinite(gan_metrics["gan/d_loss"]) & jnp.isfinite(gan_metrics["gan/g_loss"])
+        if text_loss or (gan is not None and gan.joint):
+            updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+            new_params = optax.apply_updates(state.params, updates)
+        else:  # nothing trains the text side: no update (weight decay would still move it)
+            new_params, new_opt_state = state.params, state.opt_state
+        if nonfinite == "skip":  # keep the old parameters and optimizer states for this step
             keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
             new_params, new_opt_state = keep(new_params, state.params), keep(new_opt_state, state.opt_state)
-        new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt_state,
+            if gan is not None:
+                new_gan = keep(new_gan, state.gan)
+        new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt_state, gan=new_gan,
                                   nonfinite_skipped=state.nonfinite_skipped + (~finite).astype(jnp.int32))
         metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
                    "finite": finite, "nonfinite_skipped": new_state.nonfinite_skipped,
                    "task_loss_sum": sums, "task_count": denominators,
                    "examples": all_sum(jnp.sum(batch["weight"])),
-                   "data_skipped": all_sum(jnp.sum(batch["num_skipped"]))}
+                   "data_skipped": all_sum(jnp.sum(batch["num_skipped"])), **gan_metrics}
         return new_state, metrics
 
     return train_step

@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import ml_collections
 import numpy as np
+import optax
 
 from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.models import SoraModel, presets
@@ -23,11 +24,13 @@ def optim(name="sgd", lr=0.1, **kw):
     return ml_collections.ConfigDict(o)
 
 
-def batches(n, batch_size=8, seed=0, spec=SPEC):
-    """Synthetic batches with every text task, padding, absent images and labels."""
+def batches(n, batch_size=8, seed=0, spec=SPEC, gan=False):
+    """Synthetic batches with every text task, padding, absent images and labels (and with gan,
+    text-to-image and inpainting rows too)."""
     rng = np.random.default_rng(seed)
     out = []
-    tasks = [TASKS.index(t) for t in ("caption", "vqa", "classify", "seq2seq", "lm")]
+    names = ("caption", "vqa", "classify", "seq2seq", "lm") + (("t2i", "inpaint", "t2i") if gan else ())
+    tasks = [TASKS.index(t) for t in names]
     for _ in range(n):
         b = {k: np.zeros((batch_size,) + shape, dt) for k, (shape, dt) in spec.fields().items()}
         b["task_id"] = rng.choice(tasks, batch_size).astype(np.int32)
@@ -47,6 +50,8 @@ def batches(n, batch_size=8, seed=0, spec=SPEC):
         b["decoder_mask"][classify] = 0
         b["label"] = np.where(classify, rng.integers(0, 4, batch_size), -1).astype(np.int32)
         b["weight"][:] = 1
+        if gan:
+            b["inpaint_mask"] = (rng.random((batch_size, 16, 16, 1)) > 0.6).astype(np.float32)
         out.append(b)
     return out
 
@@ -58,22 +63,50 @@ def tiny_model(scan_layers: bool = True):
                                        for name in xla_cpu.STACKS})
 
 
+def gan_parts(model, rows=0):
+    """A small inpainting generator (which also serves t2i rows) with jointly trained text
+    conditioning, spectral norm and R1 every step (no lax.cond: see sora_jax/train/xla_cpu.py),
+    trained by SGD (Adam's sign-like first steps would magnify float reassociation)."""
+    from sora_jax.gan import Discriminator, GANConfig, Generator
+    from sora_jax.gan.step import GANTraining
+    from sora_jax.train.gan import GANParts
+
+    cfg = GANConfig(enabled=True, image_size=16, base_channels=8, max_channels=16, z_dim=8, w_dim=16, inpaint=True,
+                    spectral_norm=True, text_conditioning="joint")
+    model = SoraModel(dataclasses.replace(model.cfg, gan=cfg))
+    training = GANTraining(r1_gamma=1.0, r1_every=1, augment="translation,color")
+    return model, GANParts(model, Generator(cfg), Discriminator(cfg), optax.sgd(0.05), optax.sgd(0.05), training,
+                           rows)
+
+
 def run_steps(mesh_shape=(1, 1, 1), backend="jit", steps=3, microbatches=1, o=None, scan_layers=True,
-              batch_size=8):
-    """(losses per step, final params as numpy) for the tiny model, set up as the trainer does."""
+              batch_size=8, gan=False):
+    """(losses per step, final params as numpy) for the tiny model, set up as the trainer does.
+    gan: the batches also have t2i / inpaint rows; the losses then add the GAN's, and the
+    parameters include the generator's, the discriminator's and the EMA."""
     n = int(np.prod(mesh_shape))
     mesh = make_mesh(mesh_shape, jax.devices()[:n])
     model = SoraModel(xla_cpu.avoid_collective_deadlocks(tiny_model(scan_layers), mesh))
+    parts = None
+    if gan:
+        model, parts = gan_parts(model)
     o = o or optim()
     tx = optimizer.make_optimizer(o, 100)
     schedule = optimizer.learning_rate_schedule(o, 100)
-    be = make_backend(backend, model, tx, schedule, SPEC, mesh, DEFAULT_RULES, dict(microbatches=microbatches))
+    be = make_backend(backend, model, tx, schedule, SPEC, mesh, DEFAULT_RULES,
+                      dict(microbatches=microbatches, gan=parts))
     state = be.init(jax.random.key(0))
     losses = []
-    for i, b in enumerate(batches(steps, batch_size)):
+    for i, b in enumerate(batches(steps, batch_size, gan=gan)):
         state, metrics = be.step(state, be.put_batch(b), jax.random.key(100 + i))
-        losses.append(float(metrics["loss"]))
-    return losses, jax.tree.map(np.asarray, jax.device_get(be.host_state(state).params))
+        loss = float(metrics["loss"])
+        if gan:
+            loss += float(metrics["gan/d_loss"]) + float(metrics["gan/g_loss"]) + float(metrics["gan/hole_l1"])
+        losses.append(loss)
+    host = be.host_state(state)
+    params = host.params if not gan else {"text": host.params, "g": host.gan.g_params, "d": host.gan.d_params,
+                                          "ema": host.gan.ema_params, "u": host.gan.d_spectral}
+    return losses, jax.tree.map(np.asarray, jax.device_get(params))
 
 
 def max_abs_diff(a, b):
