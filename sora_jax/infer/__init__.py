@@ -1,0 +1,1 @@
+"""Inference: image sampling and inpainting from a trained run (text decoding: see issue 6)."""

@@ -1,0 +1,78 @@
+"""`python -m sora_jax.generate` for the text tasks, end to end: a captioning model trained for a
+few dozen steps on shapes captions images (greedy and beam search), in batch mode too, and bad
+input is one line with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.train.test_cli import ENV, ROOT, run
+
+
+def generate(workdir, *flags, stdin=None):
+    return subprocess.run([sys.executable, "-m", "sora_jax.generate", f"--workdir={workdir}", *flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=ENV, input=stdin)
+
+
+@pytest.fixture(scope="module")
+def caption_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("caption") / "run")
+    out = run(workdir, "--config.train.num_steps=30", "--config.train.checkpoint_every=30",
+              "--config.model.decoder.dropout_rate=0.0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    from sora_jax.data.datasets.shapes import ShapesSource
+    path = tmp_path_factory.mktemp("images") / "scene.png"
+    Image.fromarray(ShapesSource("validation", image_size=16)[0]["image"]).save(path)
+    return str(path)
+
+
+def test_caption_greedy_and_beam_print_text(caption_run, image_path):
+    greedy = generate(caption_run, "--task=caption", f"--image={image_path}")
+    assert greedy.returncode == 0, greedy.stderr[-3000:]
+    assert len(greedy.stdout.strip().splitlines()) == 1 and greedy.stdout.strip()
+    again = generate(caption_run, "--task=caption", f"--image={image_path}")
+    assert again.stdout == greedy.stdout  # deterministic
+    beam = generate(caption_run, "--task=caption", f"--image={image_path}", "--beam=3", "--max_new_tokens=12")
+    assert beam.returncode == 0, beam.stderr[-3000:]
+    assert len(beam.stdout.strip().splitlines()) == 1
+
+
+def test_batch_mode_writes_one_output_per_request(caption_run, image_path, tmp_path):
+    requests = tmp_path / "in.jsonl"
+    os.symlink(image_path, tmp_path / "a.png")
+    requests.write_text(json.dumps({"image": "a.png", "id": 1}) + "\n\n" + json.dumps({"image": image_path}) + "\n")
+    out = generate(caption_run, "--task=caption", f"--input_file={requests}", f"--output_file={tmp_path / 'out.jsonl'}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r.get("id") for r in rows] == [1, None] and rows[0]["output"] == rows[1]["output"]
+    single = generate(caption_run, "--task=caption", f"--image={image_path}")
+    assert rows[0]["output"] == single.stdout.strip()  # batching does not change the result
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--task=vqa", "--image={image}", "--question=what?"], "trained on caption, not vqa"),
+    (["--task=caption", "--image={bad}"], "cannot"),
+    (["--task=caption", "--image=/nonexistent.png"], "--image: /nonexistent.png does not exist"),
+    (["--task=caption", "--input_file={badjson}", "--output_file={out}"], "badjson.jsonl"),
+    (["--task=caption"], "--image is required"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(caption_run, image_path, tmp_path, flags, message):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    badjson = tmp_path / "badjson.jsonl"
+    badjson.write_text('{"image": "x.png"}\n{not json\n')
+    out = tmp_path / "out.jsonl"
+    result = generate(caption_run, *[f.format(image=image_path, bad=bad, badjson=badjson, out=out) for f in flags])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()
