@@ -19,6 +19,30 @@ def mixture(**components):
                                       for name, (d, t, w) in components.items()})
 
 
+def small_gan(c, dataset: str, task: str, *, text_len: int = 24, inpaint: bool = False):
+    """The 16-pixel image-generation experiments' shared settings: `dataset`'s `task` examples only,
+    a small text encoder trained jointly by the discriminator, a 16 px generator, batch 64, and
+    the learning rates they were measured with (configs/digits_gan.py, shapes_t2i.py, ...)."""
+    c.data.name, c.data.task = dataset, task
+    c.data.image_size, c.data.text_len, c.data.decoder_len = 16, text_len, 0
+    c.data.batch_size, c.data.eval_batch_size = 64, 128
+    m = c.model
+    m.text_encoder.d_model, m.text_encoder.num_heads, m.text_encoder.mlp_dim = 64, 4, 128
+    m.text_encoder.num_layers = 2
+    m.text_encoder.max_len = max(32, text_len)
+    m.image_encoder.image_size, m.image_encoder.d_model = 16, 64  # unused by the GAN, sized to the data
+    m.image_encoder.stage_features = (16, 32)
+    m.fusion.d_model, m.fusion.num_heads, m.fusion.mlp_dim, m.fusion.num_layers = 64, 4, 128, 1
+    g = m.gan
+    g.enabled, g.inpaint, g.text_conditioning = True, inpaint, "joint"
+    g.image_size, g.channels = 16, 3
+    g.z_dim, g.w_dim, g.base_channels, g.max_channels = 32, 128, 32, 128
+    c.gan.g_learning_rate = c.gan.d_learning_rate = 1e-3
+    c.gan.ema_decay = 0.99
+    c.optim.learning_rate = 1e-3
+    return c
+
+
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0

@@ -13,6 +13,9 @@ from PIL import Image
 
 from tests.train.test_cli import ENV, ROOT, run
 
+# One worker runs this module, so its trained run (a module fixture) is trained once.
+pytestmark = pytest.mark.xdist_group("caption_run")
+
 
 def generate(workdir, *flags, stdin=None):
     return subprocess.run([sys.executable, "-m", "sora_jax.generate", f"--workdir={workdir}", *flags], cwd=ROOT,

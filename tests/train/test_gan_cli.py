@@ -15,6 +15,8 @@ from PIL import Image
 from tests.train.test_cli import ENV, ROOT
 
 CONFIG = "--config=tests/train/gan_tiny_config.py"
+# One worker runs this module, so its trained run (a module fixture) is trained once.
+pytestmark = pytest.mark.xdist_group("gan_run")
 
 
 def train(workdir, *overrides):
