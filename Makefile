@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock Makefile
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
 # Trains configs/demo.py on the bundled data (resumes if interrupted and run again) and prints
 # the final evaluation. Generated samples, plots and the HTML report arrive with the demo issue.

@@ -127,29 +127,38 @@ class TextTasks:
         return self._decode(task, requests, memory, valid, decoding)
 
     def _decode(self, task, requests, memory, valid, decoding):
-        tok, B = self.tok, len(requests)
-        context = self.model.cfg.decoder.max_len
+        tok = self.tok
         prompts = [[tok.bos_id] + (tok.encode(r["prompt"]) if task == "complete" else []) for r in requests]
-        longest = max(map(len, prompts))
-        if longest >= context:
-            raise RequestError(f"the prompt has {longest} tokens; the decoder's context is {context}")
-        max_len = context if not decoding.max_new_tokens else min(context, longest + decoding.max_new_tokens)
-        params = self.run.state.params
-        if decoding.beam > 0:
-            if task == "complete":
-                raise RequestError("--beam is for caption, vqa, seq2seq and chat (a prompted continuation samples)")
-            out, lengths, _ = _beam(self.model, params, jnp.full((B,), tok.bos_id, jnp.int32), memory, valid,
-                                    decoding.beam, max_len, tok.eos_id, tok.pad_id, decoding.length_penalty)
-            prompt_len = np.ones(B, np.int32)
-        else:
-            prompt = np.full((B, longest), tok.pad_id, np.int32)
-            for i, p in enumerate(prompts):
-                prompt[i, :len(p)] = p
-            prompt_len = np.asarray([len(p) for p in prompts], np.int32)
-            out, lengths = _sample(self.model, params, jnp.asarray(prompt), jnp.asarray(prompt_len), memory, valid,
-                                   max_len, tok.eos_id, tok.pad_id, jax.random.key(decoding.seed),
-                                   decoding.temperature, decoding.top_k, decoding.top_p)
-        return [tok.decode(ids) for ids in strip(out, lengths, prompt_len, tok.eos_id)]
+        if decoding.beam > 0 and task == "complete":
+            raise RequestError("--beam is for caption, vqa, seq2seq and chat (a prompted continuation samples)")
+        return [tok.decode(ids) for ids in decode_ids(self.model, self.run.state.params, tok, prompts, memory, valid,
+                                                      decoding)]
+
+
+def decode_ids(model, params, tok, prompts, memory, valid, decoding: Decoding) -> list[list[int]]:
+    """Generated token ids per row (prompt and EOS removed). prompts: lists of ids starting with
+    BOS; beam search needs each to be BOS alone."""
+    B = len(prompts)
+    context = model.cfg.decoder.max_len
+    longest = max(map(len, prompts))
+    if longest >= context:
+        raise RequestError(f"the prompt has {longest} tokens; the decoder's context is {context}")
+    max_len = context if not decoding.max_new_tokens else min(context, longest + decoding.max_new_tokens)
+    if decoding.beam > 0:
+        if longest > 1:
+            raise RequestError("beam search starts from BOS alone (no prompt)")
+        out, lengths, _ = _beam(model, params, jnp.full((B,), tok.bos_id, jnp.int32), memory, valid, decoding.beam,
+                                max_len, tok.eos_id, tok.pad_id, decoding.length_penalty)
+        prompt_len = np.ones(B, np.int32)
+    else:
+        prompt = np.full((B, longest), tok.pad_id, np.int32)
+        for i, p in enumerate(prompts):
+            prompt[i, :len(p)] = p
+        prompt_len = np.asarray([len(p) for p in prompts], np.int32)
+        out, lengths = _sample(model, params, jnp.asarray(prompt), jnp.asarray(prompt_len), memory, valid, max_len,
+                               tok.eos_id, tok.pad_id, jax.random.key(decoding.seed), decoding.temperature,
+                               decoding.top_k, decoding.top_p)
+    return strip(out, lengths, prompt_len, tok.eos_id)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_len", "eos_id", "pad_id", "temperature", "top_k", "top_p"))

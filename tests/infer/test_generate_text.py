@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.shared_run import shared_run
 from tests.train.test_cli import ENV, ROOT, run
-
-# One worker runs this module, so its trained run (a module fixture) is trained once.
-pytestmark = pytest.mark.xdist_group("caption_run")
 
 
 def generate(workdir, *flags, stdin=None):
@@ -22,13 +20,14 @@ def generate(workdir, *flags, stdin=None):
                           capture_output=True, text=True, timeout=600, env=ENV, input=stdin)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def caption_run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("caption") / "run")
-    out = run(workdir, "--config.train.num_steps=30", "--config.train.checkpoint_every=30",
-              "--config.model.decoder.dropout_rate=0.0")
-    assert out.returncode == 0, out.stderr[-3000:]
-    return workdir
+    """Trained once for all test workers."""
+    def train(workdir):
+        out = run(workdir, "--config.train.num_steps=30", "--config.train.checkpoint_every=30",
+                  "--config.model.decoder.dropout_rate=0.0")
+        assert out.returncode == 0, out.stderr[-3000:]
+    return shared_run(tmp_path_factory, "caption_run", train)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +78,20 @@ def test_bad_input_is_one_line_and_exit_code_2(caption_run, image_path, tmp_path
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not out.exists()
+
+
+def test_evaluate_writes_losses_and_generation_metrics(caption_run):
+    out = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={caption_run}", "--max_batches=1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(os.path.join(caption_run, "eval", "validation_step30.json")) as f:
+        results = json.load(f)
+    name = "shapes/caption"
+    assert results["step"] == 30 and results[f"{name}/examples"] == 32  # one batch of data.eval_batch_size
+    assert results[f"{name}/perplexity/caption"] == pytest.approx(np.exp(results[f"{name}/loss/caption"]), rel=1e-6)
+    for key in ("bleu", "rouge1", "rouge2", "rougeL"):
+        assert 0.0 <= results[f"{name}/{key}"] <= (100.0 if key == "bleu" else 1.0)
+    assert "| shapes/caption/bleu |" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={caption_run}x"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600, env=ENV)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr

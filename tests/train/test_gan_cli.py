@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.shared_run import shared_run
 from tests.train.test_cli import ENV, ROOT
 
 CONFIG = "--config=tests/train/gan_tiny_config.py"
-# One worker runs this module, so its trained run (a module fixture) is trained once.
-pytestmark = pytest.mark.xdist_group("gan_run")
 
 
 def train(workdir, *overrides):
@@ -40,16 +39,16 @@ def lines(workdir):
         return [json.loads(line) for line in f]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
-    """Trained in two sessions (3 steps, then resumed to 6)."""
-    workdir = str(tmp_path_factory.mktemp("gan") / "run")
-    first = train(workdir, "--config.train.num_steps=3")
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = train(workdir)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from step 3" in second.stderr
-    return workdir
+    """Trained in two sessions (3 steps, then resumed to 6), once for all test workers."""
+    def train_twice(workdir):
+        first = train(workdir, "--config.train.num_steps=3")
+        assert first.returncode == 0, first.stderr[-3000:]
+        second = train(workdir)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert "resumed from step 3" in second.stderr
+    return shared_run(tmp_path_factory, "gan_run", train_twice)
 
 
 def test_a_resumed_gan_run_equals_an_uninterrupted_one(run_dir, tmp_path):
@@ -144,3 +143,15 @@ def test_generate_refuses_a_missing_workdir_and_a_run_without_generator(tmp_path
         gan, step = None, 10
     with pytest.raises(BadInput, match="no image generator"):
         generate_fn(TextOnlyRun(), "t2i", prompt="x", num=1, columns=1)
+
+
+def test_evaluate_reports_text_and_generator_metrics(run_dir):
+    out = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={run_dir}", "--max_batches=1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(os.path.join(run_dir, "eval", "validation_step6.json")) as f:
+        results = json.load(f)
+    assert "caption/bleu" in results and "caption/loss/caption" in results
+    final = [d for d in lines(run_dir) if d["split"] == "eval"][-1]
+    for key in ("gan/fid", "gan/cond_accuracy", "gan/hole_l1"):  # the trainer's eval used the same functions
+        assert results[key] == pytest.approx(final[key], rel=1e-4)

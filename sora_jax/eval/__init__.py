@@ -1,0 +1,1 @@
+"""Evaluation: text metrics (BLEU, ROUGE, exact match, perplexity) and whole-run evaluation."""

@@ -1,0 +1,20 @@
+"""A trained run shared by every pytest-xdist worker: the first worker to ask trains it (under a
+file lock), the others wait and reuse it, so a slow fixture runs once per test session."""
+
+import fcntl
+import os
+
+
+def shared_run(tmp_path_factory, name, train):
+    """train(workdir) -> None (asserting success); returns the workdir, trained exactly once."""
+    root = tmp_path_factory.getbasetemp().parent  # common to all workers of this session
+    workdir = str(root / name)
+    with open(str(root / f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not os.path.exists(workdir + ".done"):
+                train(workdir)
+                open(workdir + ".done", "w").close()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return workdir
