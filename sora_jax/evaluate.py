@@ -10,10 +10,10 @@ and .md and prints the table. Bad input: one line on stderr, exit code 2.
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
+
+from sora_jax.cli import fail as _fail, run_app
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
 _SPLIT = flags.DEFINE_string("split", "validation", "The split to evaluate.")
@@ -21,11 +21,6 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "Batches per component (0: the whole split).")
 _BEAM = flags.DEFINE_integer("beam", 0, "Beam width for generated outputs (0: greedy).")
 flags.mark_flags_as_required(["workdir"])
-
-
-def _fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def _main(argv):
@@ -49,15 +44,8 @@ def _main(argv):
     print(f"wrote {json_path} and {md_path}")
 
 
-def _parse_flags(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e))
-
-
 def run():
-    app.run(_main, flags_parser=_parse_flags)
+    run_app(_main)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
+
+from sora_jax.cli import fail as _fail, run_app
 
 IMAGE_TASKS = ("t2i", "inpaint")
 TASKS = ("caption", "vqa", "complete", "seq2seq", "classify", "chat") + IMAGE_TASKS
@@ -58,16 +60,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Noise seed.")
 _SCALE = flags.DEFINE_integer("scale", 4, "Each pixel enlarged this many times in the PNG.")
 flags.mark_flags_as_required(["workdir", "task"])
 
-BAD_INPUT = 2
-
-
 class BadInput(ValueError):
     pass
-
-
-def _fail(message: str):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(BAD_INPUT)
 
 
 def _read_image(path, flag, size, channels):
@@ -266,15 +260,8 @@ def _chat(tasks):
         print(f"sora> {reply}" if interactive else reply, flush=True)
 
 
-def _parse_flags(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e))
-
-
 def run():
-    app.run(_main, flags_parser=_parse_flags)
+    run_app(_main)
 
 
 if __name__ == "__main__":
