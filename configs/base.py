@@ -62,6 +62,9 @@ def get_config(arg=None):
     c.train.log_every = 50
     c.train.eval_every = 500  # 0: only at the end
     c.train.eval_batches = 0  # 0: the whole validation split
+    # Eval batches per caption / seq2seq / VQA component also decoded greedily and scored (exact match,
+    # BLEU, ROUGE), as `python -m sora_jax.evaluate` does; 0: none, -1: every eval batch.
+    c.train.eval_generate_batches = 0
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 3  # newest N kept ...
     c.train.keep_every = 0  # ... plus every K-th step (0: none)

@@ -17,7 +17,7 @@ from configs import base
 def get_config(arg=None):
     c = base.get_config()
     c.data.name = "mixture"
-    c.data.mixture = base.mixture(caption=("shapes", "caption", 1), vqa=("shapes", "vqa", 2),
+    c.data.mixture = base.mixture(caption=("shapes", "caption", 2), vqa=("shapes", "vqa", 2),
                                   classify=("shapes", "classify", 1))
     c.data.shapes.holdout = "red/triangle,blue/circle"
     c.data.image_size = 32
@@ -34,9 +34,9 @@ def get_config(arg=None):
     m.image_encoder.stage_features, m.image_encoder.blocks_per_stage = (32, 64, 128), (1, 1, 1)
     m.num_classes = 3
 
-    c.train.num_steps = 6000
-    c.train.eval_every = 1000
-    c.train.checkpoint_every = 1000
-    c.optim.learning_rate = 1e-3
-    c.optim.warmup_steps = 200
+    c.train.num_steps = 2000
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 500
+    c.optim.learning_rate = 1.5e-3
+    c.optim.warmup_steps = 100
     return c

@@ -237,27 +237,19 @@ def _batch_mode(tasks, task):
 
 
 def _chat(tasks):
-    """Reads a line, prints the reply; the encoder sees the latest turns that fit its text length."""
-    history = []
-    limit = max(1, tasks.spec.text_len - 2)
+    """Reads a line, prints the reply, until end of input (Ctrl-D)."""
+    from sora_jax.infer.chat import ChatSession
+    session = ChatSession(tasks, _decoding())
     interactive = sys.stdin.isatty()
     while True:
         if interactive:
             print("you> ", end="", flush=True)
         line = sys.stdin.readline()
-        if not line:  # Ctrl-D
-            break
-        line = line.strip()
         if not line:
-            continue
-        history.append(line)
-        context = "\n".join(history)
-        while len(tasks.tok.encode(context)) > limit and len(history) > 1:
-            history.pop(0)
-            context = "\n".join(history)
-        reply = tasks("chat", [{"input": context}], _decoding())[0]
-        history.append(reply)
-        print(f"sora> {reply}" if interactive else reply, flush=True)
+            break
+        if line.strip():
+            reply = session.reply(line.strip())
+            print(f"sora> {reply}" if interactive else reply, flush=True)
 
 
 def run():

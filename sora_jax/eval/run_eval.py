@@ -13,13 +13,11 @@ import numpy as np
 
 from sora_jax.data import loader
 from sora_jax.data.loader import components_config
-from sora_jax.eval import text_metrics
-from sora_jax.infer.text import Decoding, decode_ids
-from sora_jax.models.sora import SoraModel
+from sora_jax.eval import generated
+from sora_jax.infer.text import Decoding
 from sora_jax.train.metrics import summarize
 from sora_jax.train.step import make_eval_step
 
-GENERATED = ("caption", "seq2seq", "vqa")  # tasks whose outputs are also generated and scored
 EVAL_DIR = "eval"
 
 
@@ -35,17 +33,13 @@ class _OneDevice:
         return self._compiled[fn](*args)
 
 
-def _references(tok, batch, row):
-    ids = [int(t) for t, m in zip(batch["decoder_targets"][row], batch["decoder_mask"][row]) if m > 0]
-    return tok.decode([t for t in ids if t != tok.eos_id])
-
-
 def evaluate_run(run, workdir, split="validation", *, max_batches=0, decoding=Decoding()) -> dict:
     """name/metric -> value for every component of the run's data, plus gan/* for a generator."""
     config, model, tok, params = run.config, run.model, run.tokenizer, run.state.params
-    eval_step = jax.jit(make_eval_step(model))
-    encode = jax.jit(lambda p, b: model.apply({"params": p}, b.get("text"), b.get("text_valid"), b.get("image"),
-                                              b.get("image_present"), method=SoraModel.encode))
+    device = _OneDevice()
+    eval_step = make_eval_step(model)
+    max_len = min(model.cfg.decoder.max_len, config.data.decoder_len + 1)  # BOS + the longest target
+    generate_fn = generated.make_generate_fn(model, tok, max_len, decoding)
     tasks = {name: entry["task"] for name, entry in components_config(config.data).items()}
     results = {}
     for name, dataset in loader.eval_datasets(config, tok, split).items():
@@ -56,31 +50,19 @@ def evaluate_run(run, workdir, split="validation", *, max_batches=0, decoding=De
         for i, batch in enumerate(dataset):
             if max_batches and i >= max_batches:
                 break
-            out = jax.device_get(eval_step(params, batch))
+            out = jax.device_get(device.run(eval_step, params, batch))
             total = out if total is None else jax.tree.map(np.add, total, out)
-            if task in GENERATED:
-                rows = np.flatnonzero(batch["weight"] > 0)
-                fields = {k: batch[k][rows] for k in ("text", "text_valid", "image", "image_present") if k in batch}
-                enc = encode(params, fields)
-                memory = (enc.memory, enc.memory_valid) if model.cfg.decoder.cross_attention else (None, None)
-                ids = decode_ids(model, params, tok, [[tok.bos_id]] * len(rows), *memory, decoding)
-                hypotheses += [tok.decode(x) for x in ids]
-                references += [_references(tok, batch, r) for r in rows]
+            if task in generated.GENERATED:
+                hyp, ref = generated.texts(tok, device.run(generate_fn, params, generated.generation_inputs(batch)))
+                hypotheses, references = hypotheses + hyp, references + ref
         for key, value in summarize(total).items():
             if key.startswith(("loss/", "perplexity/", "accuracy/")):
                 results[f"{name}/{key}"] = value
-        if hypotheses:
-            if task == "vqa":
-                results[f"{name}/exact_match"] = text_metrics.exact_match(hypotheses, references)
-            else:
-                results[f"{name}/bleu"] = text_metrics.bleu(hypotheses, references)
-                for kind, value in text_metrics.rouge(hypotheses, references).items():
-                    results[f"{name}/{kind}"] = value
-            results[f"{name}/examples"] = len(hypotheses)
-            results[f"{name}/sample"] = {"generated": hypotheses[0], "reference": references[0]}
+        for key, value in generated.score(task, hypotheses, references).items():
+            results[f"{name}/{key}"] = value
     if run.gan is not None:
         from sora_jax.train.gan_eval import GANEvaluator
-        results.update(GANEvaluator(config, run.gan, tok, workdir, _OneDevice()).evaluate(run.state))
+        results.update(GANEvaluator(config, run.gan, tok, workdir, device).evaluate(run.state))
     return results
 
 

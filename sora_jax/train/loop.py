@@ -25,6 +25,7 @@ from sora_jax.train import xla_cpu
 from sora_jax.train.backends import make_backend
 from sora_jax.train.checkpoint import Checkpointer, tokenizer_record
 from sora_jax.train.errors import ConfigurationError
+from sora_jax.train.generated_eval import GeneratedEval
 from sora_jax.train.gan import GAN_TASKS, make_gan_parts
 from sora_jax.train.mesh import make_mesh
 from sora_jax.train.metrics import MetricWriter, summarize
@@ -91,20 +92,26 @@ def _check_resume_layout(ckpt, config):
                                  f"position depends on them (use the saved values, or a new workdir)")
 
 
-def _evaluate(backend, state, config, tokenizer, step, writer, gan_eval=None):
+def _evaluate(backend, state, config, tokenizer, step, writer, gan_eval=None, text_eval=None):
     results = {}
     for name, dataset in loader.eval_datasets(config, tokenizer, process_index=jax.process_index(),
                                               process_count=jax.process_count()).items():
         if gan_eval is not None and name in gan_eval.components:
             continue  # evaluated by sampling below
         total = None
+        generating = text_eval is not None and text_eval.wants(name)
         for i, batch in enumerate(dataset):
             if config.train.eval_batches and i >= config.train.eval_batches:
                 break
-            out = jax.device_get(backend.evaluate(state, backend.put_batch(batch)))
+            device_batch = backend.put_batch(batch)
+            out = jax.device_get(backend.evaluate(state, device_batch))
             total = out if total is None else jax.tree.map(np.add, total, out)
+            if generating and text_eval.wants(name, i):
+                text_eval.add(name, backend, state, batch, device_batch)
         for key, value in summarize(total).items():
             results[f"{name}/{key}"] = value
+        if generating:
+            results.update(text_eval.results(name))
     if gan_eval is not None:
         results.update(gan_eval.evaluate(backend.host_state(state)))
         gan_eval.write_samples(backend.host_state(state), step, writer)
@@ -147,6 +154,7 @@ def train(config, workdir: str) -> int:
     else:
         step, state = 0, backend.init(jax.random.key(config.seed))
     writer = MetricWriter(workdir, enabled=is_main)
+    text_eval = GeneratedEval.create(config, model, tokenizer)
     gan_eval = None
     if gan is not None:
         from sora_jax.train.gan_eval import GANEvaluator
@@ -203,7 +211,7 @@ def train(config, workdir: str) -> int:
                 progress.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{values['tokens_per_s']:.0f}")
                 pending, window_start, data_wait, ckpt_blocked = [], time.perf_counter(), 0.0, 0.0
             if t.eval_every and step % t.eval_every == 0 and step != t.num_steps:
-                _evaluate(backend, state, config, tokenizer, step, writer, gan_eval)
+                _evaluate(backend, state, config, tokenizer, step, writer, gan_eval, text_eval)
                 window_start = time.perf_counter()
             elif gan_eval is not None and config.gan.sample_every and step % config.gan.sample_every == 0:
                 gan_eval.write_samples(backend.host_state(state), step, writer)
@@ -215,7 +223,7 @@ def train(config, workdir: str) -> int:
                 ckpt_blocked += blocked
                 total_blocked += blocked
         if step >= t.num_steps:
-            _evaluate(backend, state, config, tokenizer, step, writer, gan_eval)
+            _evaluate(backend, state, config, tokenizer, step, writer, gan_eval, text_eval)
         else:  # stopped by a signal: save where we are
             if pending:
                 _flush(pending, step, t.nonfinite)

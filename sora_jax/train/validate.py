@@ -18,6 +18,9 @@ def check_config(config, model_cfg, tokenizer, mesh, rules):
             raise ConfigurationError(f"config key train.{key}: must be positive, got {t[key]}")
     if t.eval_every < 0 or t.eval_batches < 0:
         raise ConfigurationError("config key train.eval_every / train.eval_batches: must be >= 0")
+    if t.get("eval_generate_batches", 0) < -1:
+        raise ConfigurationError(f"config key train.eval_generate_batches: must be >= -1 (-1: every eval batch), "
+                                 f"got {t.eval_generate_batches}")
     unknown = set(t.task_weights) - set(TASKS)
     if unknown:
         raise ConfigurationError(f"config key train.task_weights: unknown tasks {sorted(unknown)}")

@@ -25,7 +25,7 @@ def caption_run(tmp_path_factory):
     """Trained once for all test workers."""
     def train(workdir):
         out = run(workdir, "--config.train.num_steps=30", "--config.train.checkpoint_every=30",
-                  "--config.model.decoder.dropout_rate=0.0")
+                  "--config.model.decoder.dropout_rate=0.0", "--config.train.eval_generate_batches=1")
         assert out.returncode == 0, out.stderr[-3000:]
     return shared_run(tmp_path_factory, "caption_run", train)
 
@@ -92,6 +92,12 @@ def test_evaluate_writes_losses_and_generation_metrics(caption_run):
     for key in ("bleu", "rouge1", "rouge2", "rougeL"):
         assert 0.0 <= results[f"{name}/{key}"] <= (100.0 if key == "bleu" else 1.0)
     assert "| shapes/caption/bleu |" in out.stdout
+    # The trainer's final eval decoded and scored the same batch with the same functions.
+    with open(os.path.join(caption_run, "metrics.jsonl")) as f:
+        trainer = [r for r in map(json.loads, f) if r["split"] == "eval"][-1]
+    for key in ("exact_match", "bleu", "rouge1", "rouge2", "rougeL", "examples"):
+        assert trainer[f"{name}/{key}"] == pytest.approx(results[f"{name}/{key}"], rel=1e-6), key
+    assert trainer[f"{name}/sample"] == results[f"{name}/sample"]
     bad = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={caption_run}x"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600, env=ENV)
     assert bad.returncode == 2 and "does not exist" in bad.stderr

@@ -242,12 +242,16 @@ def relation(a: dict, b: dict) -> str:
 
 
 def caption(objects: list[dict]) -> str:
-    """One object: "a small red circle"; two: "A <relation> B" in drawing order; three: listed
-    left to right, "A, B and C"."""
+    """One object: "a small red circle"; two: "A above B" or "A to the left of B", A being the
+    upper (or left) object, so the image alone decides the words (drawing order is invisible);
+    three: listed left to right, "A, B and C"."""
     if len(objects) == 1:
         return describe(objects[0])
     if len(objects) == 2:
-        return f"{describe(objects[0])} {relation(objects[0], objects[1])} {describe(objects[1])}"
+        a, b = objects
+        if relation(a, b) in ("below", "to the right of"):
+            a, b = b, a
+        return f"{describe(a)} {relation(a, b)} {describe(b)}"
     ordered = [describe(o) for o in sorted(objects, key=lambda o: (o["x"], o["y"]))]
     return ", ".join(ordered[:-1]) + " and " + ordered[-1]
 
