@@ -15,10 +15,16 @@ def fail(message: str, code: int = BAD_INPUT):
     sys.exit(code)
 
 
+def one_line(e: BaseException) -> str:
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip()) or type(e).__name__
+
+
 def run_app(main):
+    """app.run whose flag errors (a config file that fails to load included) exit with code 2."""
     def parse(argv):
         try:
             return flags.FLAGS(argv)
-        except flags.Error as e:
-            fail(str(e))
+        except (flags.Error, ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
+            fail(one_line(e))
     app.run(main, flags_parser=parse)

@@ -1,0 +1,168 @@
+"""Ahead-of-time plan of a training run on a target mesh: the train step is lowered and compiled
+for the mesh's devices (fake CPU devices stand in for accelerators) from abstract shapes, so
+nothing is allocated, and the compiled executable reports per-device memory, FLOPs and the
+collectives it will run.
+
+Layer scans are unrolled for the plan (same parameters and shardings) so that XLA's cost
+analysis and the collective count see every layer, not one loop body. Temporaries are those of
+the XLA:CPU compile: the order of magnitude of an accelerator's, not its exact figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import jax
+import numpy as np
+
+from sora_jax.data.loader import components_config, example_spec
+from sora_jax.data.schema import TASKS
+from sora_jax.models.config import SoraConfig
+from sora_jax.models.params import count_parameters
+from sora_jax.models.sora import SoraModel
+from sora_jax.train import optimizer as optim_lib
+from sora_jax.train import partitioning
+from sora_jax.train.backends import JitBackend
+from sora_jax.train.gan import GAN_TASKS, make_gan_parts
+from sora_jax.train.mesh import make_mesh
+from sora_jax.train.xla_cpu import STACKS
+
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4,
+                "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
+# "%x = f32[8,128]{1,0} all-reduce(...), replica_groups={{0,1},{2,3}}" (also tuples and -start forms)
+_OP = re.compile(r"=\s*(?P<shape>\(.*?\)|\w+\[[^\]]*\](?:\{[^}]*\})?)\s+(?P<op>" + "|".join(COLLECTIVES) +
+                 r")(?:-start)?\(")
+_ARRAY = re.compile(r"(\w+)\[([^\]]*)\]")
+_GROUPS = re.compile(r"replica_groups=\{(\{[^}]*\})")
+_GROUPS_IOTA = re.compile(r"replica_groups=\[(\d+),(\d+)\]")
+
+
+def _unrolled(model_cfg: SoraConfig) -> SoraConfig:
+    parts = {name: dataclasses.replace(getattr(model_cfg, name), scan_unroll=getattr(model_cfg, name).num_layers)
+             for name in STACKS if getattr(model_cfg, name).scan_layers}
+    return dataclasses.replace(model_cfg, **parts)
+
+
+def _shape_bytes(text: str) -> int:
+    """Bytes of an HLO shape; of a tuple (an async -start op's operands, results and context),
+    its largest array: the buffer that travels."""
+    sizes = [math.prod(int(d) for d in dims.split(",") if d.strip()) * _DTYPE_BYTES.get(dtype, 4)
+             for dtype, dims in _ARRAY.findall(text)]
+    return max(sizes, default=0)
+
+
+def _group_size(line: str, num_devices: int) -> int:
+    if m := _GROUPS.search(line):
+        return max(1, len([x for x in m.group(1).strip("{}").split(",") if x.strip()]))
+    if m := _GROUPS_IOTA.search(line):
+        return int(m.group(2))
+    return num_devices
+
+
+def collective_bytes(hlo_text: str, num_devices: int) -> dict:
+    """Per collective kind: count and bytes each device sends per step (ring algorithms: an
+    all-reduce sends 2 (n-1)/n of its buffer, all-gather / all-to-all (n-1)/n of the result,
+    reduce-scatter (n-1)/n of its input (n times the result), a permute its whole buffer)."""
+    out = {op: {"count": 0, "bytes": 0.0} for op in COLLECTIVES}
+    for line in hlo_text.splitlines():
+        m = _OP.search(line)
+        if not m or "-done" in line.split("=")[0]:
+            continue
+        op, size = m.group("op"), _shape_bytes(m.group("shape"))
+        n = _group_size(line, num_devices)
+        if n <= 1 and op != "collective-permute":
+            continue
+        share = (n - 1) / n
+        moved = {"all-reduce": 2 * share * size, "all-gather": share * size, "all-to-all": share * size,
+                 "reduce-scatter": share * size * n, "collective-permute": size}[op]
+        out[op]["count"] += 1
+        out[op]["bytes"] += moved
+    return out
+
+
+def _per_device_bytes(tree, shardings) -> int:
+    """Bytes of the largest shard set any one device holds."""
+    totals = {}
+    for leaf, sharding in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)):
+        shard = sharding.shard_shape(leaf.shape)
+        for device in sharding.device_set:
+            totals[device.id] = totals.get(device.id, 0) + math.prod(shard) * np.dtype(leaf.dtype).itemsize
+    return max(totals.values()) if totals else 0
+
+
+def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: float = 0.0) -> dict:
+    """The plan of `config` on a mesh of jax.devices() (enough fake CPU devices must exist)."""
+    mesh = make_mesh(mesh_shape, jax.devices()[:math.prod(mesh_shape)])
+    rules = partitioning.rules_from_config(config.mesh.rules)
+    t = config.train
+    model = SoraModel(_unrolled(SoraConfig.from_dict(config.model)))
+    spec = example_spec(config.data)
+    tasks = {entry["task"] for entry in components_config(config.data).values()}
+    gan = make_gan_parts(config, model, tasks)
+    step_kwargs = dict(microbatches=t.microbatches, z_loss=t.z_loss, nonfinite=t.nonfinite,
+                       task_weights=[t.task_weights[name] for name in TASKS], gan=gan,
+                       text_loss=bool(tasks - set(GAN_TASKS)))
+    tx = optim_lib.make_optimizer(config.optim, t.num_steps)
+    schedule = optim_lib.learning_rate_schedule(config.optim, t.num_steps)
+    backend = JitBackend(model, tx, schedule, spec, mesh, rules, step_kwargs)
+    state = backend.abstract_state()
+    B = config.data.batch_size
+    sharding = partitioning.batch_sharding(mesh, rules)
+    batch = {k: jax.ShapeDtypeStruct((B,) + shape, dtype, sharding=sharding) for k, (shape, dtype) in
+             spec.fields().items()}
+    with partitioning.sharding_context(mesh, rules):
+        compiled = backend._step.lower(state, batch, jax.random.key(0)).compile()
+    memory = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    args, outputs = int(memory.argument_size_in_bytes), int(memory.output_size_in_bytes)
+    alias, temp = int(memory.alias_size_in_bytes), int(memory.temp_size_in_bytes)
+    peak = args + outputs - alias + temp  # the donated state's outputs reuse its buffers
+    n = math.prod(mesh_shape)
+    tokens = B * max(spec.decoder_len, 1)
+    flops_per_token = _model_flops_per_token(state.params)
+    result = {
+        "mesh": dict(zip(mesh.axis_names, (int(s) for s in mesh.devices.shape))), "devices": n,
+        "global_batch": B, "parameters": count_parameters(state.params),
+        "per_device": {
+            "parameter_bytes": _per_device_bytes(state.params, backend.state_shardings.params),
+            "optimizer_bytes": _per_device_bytes(state.opt_state, backend.state_shardings.opt_state),
+            "argument_bytes": args, "output_bytes": outputs, "aliased_bytes": alias, "temp_bytes": temp,
+            "peak_bytes": peak, "compiled_flops": float(cost.get("flops", 0.0)),
+        },
+        "model_flops_per_step": flops_per_token * tokens,
+        "collectives": collective_bytes(compiled.as_text(), n),
+    }
+    result["collective_bytes_per_device"] = sum(c["bytes"] for c in result["collectives"].values())
+    if peak_tflops:
+        result["step_seconds_at_peak"] = result["model_flops_per_step"] / (n * peak_tflops * 1e12)
+    if device_memory_gb:
+        result["device_memory_bytes"] = device_memory_gb * 2 ** 30
+        result["fits"] = peak <= result["device_memory_bytes"]
+        if not result["fits"]:
+            result["suggestions"] = suggestions(config, mesh_shape, peak, result["device_memory_bytes"])
+    return result
+
+
+def _model_flops_per_token(params) -> float:
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    return 6.0 * float(sum(math.prod(x.shape) for path, x in leaves if "embedding" not in jax.tree_util.keystr(path)))
+
+
+def suggestions(config, mesh_shape, peak, budget) -> list[str]:
+    """What to change when the step does not fit, most effective first."""
+    out = []
+    policies = {config.model[name].remat_policy for name in STACKS}
+    if policies & {"none", "dots"}:
+        out.append("rematerialise the layer stacks: --config.model.{text_encoder,fusion,decoder}.remat_policy=full "
+                   "(activations are recomputed in the backward pass)")
+    data, fsdp, tensor = mesh_shape
+    if data > 1:
+        out.append(f"shard parameters and optimizer state over more devices: --config.mesh.shape=\"({data // 2},"
+                   f"{fsdp * 2},{tensor})\"" if data % 2 == 0 else "move devices from data to fsdp in mesh.shape")
+    out.append(f"split the batch: --config.train.microbatches={config.train.microbatches * 2} "
+               f"(gradient accumulation; the step needs {peak / budget:.1f}x the device memory)")
+    return out
