@@ -126,4 +126,7 @@ def get_config(arg=None):
     c.distributed.coordinator_address = ""  # host:port of process 0
     c.distributed.num_processes = 0
     c.distributed.process_id = -1
+    c.distributed.initialization_timeout_s = 300  # waiting for every process to join
+    # A process that stops answering (killed, host down) fails the others after this long.
+    c.distributed.heartbeat_timeout_s = 100
     return c

@@ -36,6 +36,10 @@ def data_config() -> ml_collections.ConfigDict:
     c.mask_kind = "mixed"  # inpainting holes: box, stroke or mixed
     c.on_error = "raise"  # bad records: "raise" (one-line error, exit code 2) or "skip" (counted)
     c.num_workers = 0  # grain worker processes (0: in the training process)
+    # Multi-process training: "per_process" reads 1/N of the records in each process (scales; resumes
+    # only with the same process count); "global": every process reads the whole global batch and
+    # keeps its rows (N times the data work; the same batches, and resumable, for any process count).
+    c.process_layout = "per_process"
     c.worker_buffer_size = 2  # batches each worker keeps ready
     c.read_threads = 0  # reader threads per dataset in the consuming process (0: read inline)
     c.prefetch_batches = 0  # batches a background thread keeps ready (0: none)

@@ -112,15 +112,42 @@ def _per_process(batch_size, process_count, key):
     return batch_size // process_count
 
 
+PROCESS_LAYOUTS = ("per_process", "global")
+
+
+def process_layout(data_cfg) -> str:
+    layout = data_cfg.get("process_layout", "per_process")
+    if layout not in PROCESS_LAYOUTS:
+        raise DataError(f"{layout!r} is not one of {', '.join(PROCESS_LAYOUTS)}", file="config",
+                        field="data.process_layout")
+    return layout
+
+
+class _Rows:
+    """This process's rows of a global batch (a class, so worker processes can pickle it)."""
+
+    def __init__(self, start: int, stop: int):
+        self.start, self.stop = start, stop
+
+    def __call__(self, batch):
+        return {k: v[self.start:self.stop] for k, v in batch.items()}
+
+
 def train_dataset(config, tokenizer, *, process_index: int = 0, process_count: int = 1):
-    """Endless batches for this process: data.batch_size / process_count examples each."""
+    """Endless batches for this process: data.batch_size / process_count examples each (see
+    data.process_layout for which)."""
     d = config.data
-    return pipeline.training_dataset(
+    per_process = _per_process(d.batch_size, process_count, "data.batch_size")
+    shared = process_layout(d) == "global"
+    ds = pipeline.training_dataset(
         make_components(d, "train", tokenizer, train=True), example_spec(d),
-        batch_size=_per_process(d.batch_size, process_count, "data.batch_size"), seed=config.seed,
-        process_index=process_index, process_count=process_count, on_error=d.on_error,
-        num_workers=d.num_workers, worker_buffer_size=d.worker_buffer_size, read_threads=d.read_threads,
-        prefetch_batches=d.prefetch_batches)
+        batch_size=d.batch_size if shared else per_process, seed=config.seed,
+        process_index=0 if shared else process_index, process_count=1 if shared else process_count,
+        on_error=d.on_error, num_workers=d.num_workers, worker_buffer_size=d.worker_buffer_size,
+        read_threads=d.read_threads, prefetch_batches=d.prefetch_batches)
+    if shared and process_count > 1:
+        ds = ds.map(_Rows(process_index * per_process, (process_index + 1) * per_process))
+    return ds
 
 
 def eval_datasets(config, tokenizer, split: str = "validation", *, process_index: int = 0, process_count: int = 1):

@@ -24,6 +24,7 @@ from sora_jax.data.tokenizers.base import CONFIG_FILE
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
+DATA_STATE = "data_iterator"  # the meta item's key for a shared iterator position
 
 
 def tokenizer_record(tokenizer) -> dict:
@@ -53,7 +54,12 @@ class CheckpointMismatch(ValueError):
 
 
 class Checkpointer:
-    def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0, async_save: bool = True):
+    def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0, async_save: bool = True,
+                 shared_iterator: bool = False):
+        """shared_iterator: every process's data iterator is in the same state (data.process_layout
+        "global"), so it is saved once, in the JSON item, and restores under any process count;
+        otherwise each process saves its own position (restorable with the same process count)."""
+        self.shared_iterator = shared_iterator
         self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep or None, keep_period=keep_every or None, enable_async_checkpointing=async_save,
@@ -65,9 +71,13 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state, iterator, meta: dict, *, force: bool = False) -> bool:
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                  data=grain.checkpoint.CheckpointSave(iterator),
-                                  meta=ocp.args.JsonSave(meta))
+        if self.shared_iterator:
+            args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                      meta=ocp.args.JsonSave({**meta, DATA_STATE: iterator.get_state()}))
+        else:
+            args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                      data=grain.checkpoint.CheckpointSave(iterator),
+                                      meta=ocp.args.JsonSave(meta))
         return self.manager.save(step, args=args, force=force)
 
     def restore_latest(self, abstract_state, iterator):
@@ -77,10 +87,15 @@ class Checkpointer:
         unreadable, first_error = [], None
         for step in reversed(self.steps()):
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state),
-                    data=grain.checkpoint.CheckpointRestore(iterator),
-                    meta=ocp.args.JsonRestore()))
+                items = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
+                if not self.shared_iterator:
+                    items["data"] = grain.checkpoint.CheckpointRestore(iterator)
+                restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+                if self.shared_iterator:
+                    if DATA_STATE not in restored.meta:
+                        raise KeyError(f"no shared data position ({DATA_STATE}) in the checkpoint's meta item "
+                                       f"(written with data.process_layout=per_process?)")
+                    iterator.set_state(restored.meta[DATA_STATE])
             except Exception as e:  # noqa: BLE001 - any failure means: try the previous one
                 reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
                 log.warning("checkpoint at step %d in %s could not be restored (%s); trying the previous one",

@@ -36,5 +36,8 @@ def maybe_initialize(d) -> bool:
                                      "distributed.num_processes and distributed.process_id")
         kwargs = dict(coordinator_address=d.coordinator_address, num_processes=d.num_processes,
                       process_id=d.process_id)
-    jax.distributed.initialize(**kwargs)
+    # CPU devices of different processes talk through gloo (GPU and TPU runtimes ignore this).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs, initialization_timeout=int(d.get("initialization_timeout_s", 300)),
+                               heartbeat_timeout_seconds=int(d.get("heartbeat_timeout_s", 100)))
     return True

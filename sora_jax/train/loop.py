@@ -68,8 +68,13 @@ class _StopFlag:
 
 
 def _layout(config) -> dict:
-    return {"process_count": jax.process_count(), "num_workers": int(config.data.num_workers),
-            "backend": config.parallel.backend}
+    """What the saved data position depends on (a shared position does not depend on the process
+    count)."""
+    layout = {"num_workers": int(config.data.num_workers), "backend": config.parallel.backend,
+              "process_layout": loader.process_layout(config.data)}
+    if layout["process_layout"] == "per_process":
+        layout["process_count"] = jax.process_count()
+    return layout
 
 
 def _model_flops_per_token(params) -> float:
@@ -144,7 +149,8 @@ def train(config, workdir: str) -> int:
     iterator = iter(loader.train_dataset(config, tokenizer, process_index=jax.process_index(),
                                          process_count=jax.process_count()))
 
-    ckpt = Checkpointer(workdir, keep=t.keep_checkpoints, keep_every=t.keep_every, async_save=t.async_checkpoints)
+    ckpt = Checkpointer(workdir, keep=t.keep_checkpoints, keep_every=t.keep_every, async_save=t.async_checkpoints,
+                        shared_iterator=loader.process_layout(config.data) == "global")
     _check_resume_layout(ckpt, config)
     restored = ckpt.restore_latest(backend.abstract_state(), iterator)
     if restored is not None:

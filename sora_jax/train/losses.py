@@ -10,7 +10,7 @@ from sora_jax.data.schema import TASKS
 
 NUM_TASKS = len(TASKS)
 CLASSIFY = TASKS.index("classify")
-_GENERATION = jnp.asarray([TASKS.index("t2i"), TASKS.index("inpaint")])
+_GENERATION = (TASKS.index("t2i"), TASKS.index("inpaint"))  # a tuple: no device array at import
 
 
 def token_losses(logits_BxTxV, targets_BxT, z_loss: float = 0.0):
@@ -41,5 +41,5 @@ def loss_denominators(batch):
 def classified_rows(batch):
     """Rows the classifier trains on: labelled real examples. An image-generation row's label is
     the prompted class (for conditional accuracy), not a classification target."""
-    generation = jnp.isin(batch["task_id"], _GENERATION)
+    generation = jnp.isin(batch["task_id"], jnp.asarray(_GENERATION))
     return (batch["label"] >= 0) & (batch["weight"] > 0) & ~generation
