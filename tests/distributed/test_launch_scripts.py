@@ -1,0 +1,52 @@
+"""The cluster launch files cannot run here: they are syntax-checked and their wiring is checked
+against the trainer's flags; the local ones check their arguments."""
+
+import glob
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from tests.train.test_cli import ROOT
+
+SCRIPTS = sorted(glob.glob(os.path.join(ROOT, "launch", "*.sh")) + [os.path.join(ROOT, "launch", "slurm.sbatch")])
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=os.path.basename)
+def test_scripts_parse_and_are_executable(path):
+    assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0
+    assert os.access(path, os.X_OK)
+
+
+def test_jobset_wires_every_pod_to_the_coordinator():
+    with open(os.path.join(ROOT, "launch", "k8s", "jobset.yaml")) as f:
+        jobset = yaml.safe_load(f)
+    assert jobset["kind"] == "JobSet" and jobset["spec"]["network"]["enableDNSHostnames"]
+    replicated = jobset["spec"]["replicatedJobs"][0]
+    job = replicated["template"]["spec"]
+    assert job["completionMode"] == "Indexed" and job["parallelism"] == job["completions"]
+    command = job["template"]["spec"]["containers"][0]["command"]
+    flags = dict(arg.split("=", 1) for arg in command if arg.startswith("--"))
+    assert int(flags["--config.distributed.num_processes"]) == job["completions"]
+    assert flags["--config.distributed.process_id"] == "$(JOB_COMPLETION_INDEX)"
+    # Pod 0 of job 0 of the replicated job, under the JobSet's headless service.
+    host = f"{jobset['metadata']['name']}-{replicated['name']}-0-0.{jobset['metadata']['name']}"
+    assert flags["--config.distributed.coordinator_address"].startswith(host + ":")
+
+
+def test_slurm_script_lets_jax_read_the_cluster():
+    with open(os.path.join(ROOT, "launch", "slurm.sbatch")) as f:
+        text = f.read()
+    assert "srun --kill-on-bad-exit=1" in text and "--config.distributed.initialize=yes" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["local.sh", "configs/demo.py"], "usage:"),
+    (["local.sh", "configs/demo.py", "/tmp/x", "--fake_devices=0"], "--fake_devices"),
+    (["multiprocess.sh", "two", "configs/demo.py", "/tmp/x"], "usage:"),
+    (["multiprocess.sh", "2", "configs/demo.py", "/tmp/x", "--devices_per_process=a"], "--devices_per_process"),
+])
+def test_local_scripts_reject_bad_arguments(args, message):
+    out = subprocess.run(["bash", os.path.join(ROOT, "launch", args[0]), *args[1:]], capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr
