@@ -63,7 +63,7 @@ def format_plan(p) -> str:
                  f"{op} x{c['count']} {_gb(c['bytes'])}" for op, c in p["collectives"].items()
                  if c["count"]) or "none")]
     if "step_seconds_at_peak" in p:
-        lines.append(f"step time at 100% of peak: {p['step_seconds_at_peak'] * 1e3:.1f} ms")
+        lines.append(f"step time at 100% of peak (compiled FLOPs per device): {p['step_seconds_at_peak'] * 1e3:.1f} ms")
     if "fits" in p:
         lines.append(f"fits in {_gb(p['device_memory_bytes'])}: {'yes' if p['fits'] else 'NO'}")
         lines += [f"  suggestion: {s}" for s in p.get("suggestions", [])]

@@ -32,9 +32,10 @@ from sora_jax.train.xla_cpu import STACKS
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4,
                 "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
-# "%x = f32[8,128]{1,0} all-reduce(...), replica_groups={{0,1},{2,3}}" (also tuples and -start forms)
-_OP = re.compile(r"=\s*(?P<shape>\(.*?\)|\w+\[[^\]]*\](?:\{[^}]*\})?)\s+(?P<op>" + "|".join(COLLECTIVES) +
-                 r")(?:-start)?\(")
+# "%x = f32[8,128]{1,0} all-reduce(...), replica_groups={{0,1},{2,3}}" (tuples when XLA combines
+# several; async pairs "%s = ... all-gather-start(...)" then "%d = <result> all-gather-done(%s)").
+_OP = re.compile(r"^\s*(?:ROOT\s+)?%?(?P<name>[\w.-]+)\s*=\s*(?P<shape>\(.*?\)|\w+\[[^\]]*\](?:\{[^}]*\})?)\s+"
+                 r"(?P<op>" + "|".join(COLLECTIVES) + r")(?P<phase>-start|-done)?\((?P<args>[^)]*)\)")
 _ARRAY = re.compile(r"(\w+)\[([^\]]*)\]")
 _GROUPS = re.compile(r"replica_groups=\{(\{[^}]*\})")
 _GROUPS_IOTA = re.compile(r"replica_groups=\[(\d+),(\d+)\]")
@@ -47,11 +48,9 @@ def _unrolled(model_cfg: SoraConfig) -> SoraConfig:
 
 
 def _shape_bytes(text: str) -> int:
-    """Bytes of an HLO shape; of a tuple (an async -start op's operands, results and context),
-    its largest array: the buffer that travels."""
-    sizes = [math.prod(int(d) for d in dims.split(",") if d.strip()) * _DTYPE_BYTES.get(dtype, 4)
-             for dtype, dims in _ARRAY.findall(text)]
-    return max(sizes, default=0)
+    """Bytes of an HLO shape (a tuple's arrays summed)."""
+    return sum(math.prod(int(d) for d in dims.split(",") if d.strip()) * _DTYPE_BYTES.get(dtype, 4)
+               for dtype, dims in _ARRAY.findall(text))
 
 
 def _group_size(line: str, num_devices: int) -> int:
@@ -65,14 +64,23 @@ def _group_size(line: str, num_devices: int) -> int:
 def collective_bytes(hlo_text: str, num_devices: int) -> dict:
     """Per collective kind: count and bytes each device sends per step (ring algorithms: an
     all-reduce sends 2 (n-1)/n of its buffer, all-gather / all-to-all (n-1)/n of the result,
-    reduce-scatter (n-1)/n of its input (n times the result), a permute its whole buffer)."""
+    reduce-scatter (n-1)/n of its input (n times the result), a permute its whole buffer). An
+    async pair counts once, with the result shape of its -done and the groups of its -start."""
     out = {op: {"count": 0, "bytes": 0.0} for op in COLLECTIVES}
+    starts = {}
     for line in hlo_text.splitlines():
         m = _OP.search(line)
-        if not m or "-done" in line.split("=")[0]:
+        if not m:
+            continue
+        if m.group("phase") == "-start":
+            starts[m.group("name")] = line
             continue
         op, size = m.group("op"), _shape_bytes(m.group("shape"))
-        n = _group_size(line, num_devices)
+        groups_line = line
+        if m.group("phase") == "-done":
+            operands = re.findall(r"%([\w.-]+)", line[m.end("phase"):]) or re.findall(r"([\w.-]+)\)", line)
+            groups_line = starts.get(operands[-1] if operands else "", line)
+        n = _group_size(groups_line, num_devices)
         if n <= 1 and op != "collective-permute":
             continue
         share = (n - 1) / n
@@ -137,8 +145,8 @@ def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: floa
         "collectives": collective_bytes(compiled.as_text(), n),
     }
     result["collective_bytes_per_device"] = sum(c["bytes"] for c in result["collectives"].values())
-    if peak_tflops:
-        result["step_seconds_at_peak"] = result["model_flops_per_step"] / (n * peak_tflops * 1e12)
+    if peak_tflops:  # each device's compiled work (replicated parts included) at its peak rate
+        result["step_seconds_at_peak"] = result["per_device"]["compiled_flops"] / (peak_tflops * 1e12)
     if device_memory_gb:
         result["device_memory_bytes"] = device_memory_gb * 2 ** 30
         result["fits"] = peak <= result["device_memory_bytes"]

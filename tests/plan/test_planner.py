@@ -56,7 +56,8 @@ def test_report_fields_are_consistent(tiny_plan):
     assert tiny_plan["collectives"]["all-gather"]["count"] > 0  # FSDP gathers parameters
     assert tiny_plan["fits"] is False and any("remat_policy=full" in s for s in tiny_plan["suggestions"])
     tokens = 16 * small_config().data.decoder_len
-    assert tiny_plan["step_seconds_at_peak"] == pytest.approx(tiny_plan["model_flops_per_step"] / 8e12)
+    assert tiny_plan["step_seconds_at_peak"] == pytest.approx(d["compiled_flops"] / 1e12)
+    assert d["compiled_flops"] > 0
     assert tiny_plan["model_flops_per_step"] % tokens == 0
 
 
@@ -68,11 +69,14 @@ def test_collective_bytes_from_hlo():
         "  %rs = f32[64]{0} reduce-scatter(f32[128]{0} %z), replica_groups=[4,2]<=[8], dimensions={0}",
         "  %ags = (f32[4]{0}, f32[16]{0}) all-gather-start(f32[4]{0} %w), replica_groups={{0,1,2,3}}",
         "  %agd = f32[16]{0} all-gather-done((f32[4]{0}, f32[16]{0}) %ags)",
+        "  ROOT %combined = (f32[100]{0}, bf16[50]{0}) all-reduce(f32[100]{0} %a, bf16[50]{0} %b), "
+        "replica_groups={{0,1}}, to_apply=%add",
         "  %one = f32[9]{0} all-reduce(f32[9]{0} %v), replica_groups={{0},{1}}, to_apply=%add",
     ])
     out = collective_bytes(hlo, 8)
-    assert out["all-reduce"] == {"count": 1, "bytes": 2 * 0.75 * 4096}  # a group of one moves nothing
-    # 8x256 bf16 gathered by 4, plus the async start's result (16 floats; its -done is not counted again)
+    # a combined all-reduce counts all its arrays; a group of one moves nothing
+    assert out["all-reduce"] == {"count": 2, "bytes": 2 * 0.75 * 4096 + 2 * 0.5 * (400 + 100)}
+    # 8x256 bf16 gathered by 4, plus the async pair once: its -done's 16 floats, its -start's groups
     assert out["all-gather"] == {"count": 2, "bytes": 0.75 * 8 * 256 * 2 + 0.75 * 64}
     assert out["reduce-scatter"] == {"count": 1, "bytes": 0.5 * 256 * 2}
 
