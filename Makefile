@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/data_loader.py
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/gan_step.py
+	$(BIN)/python benchmarks/decode.py
 
 # Re-pin requirements.lock from the current environment after changing dependencies.
 lock: $(STAMP)

@@ -2,13 +2,15 @@
 with two colour/shape combinations held out of training.
 
     python -m sora_jax.main --config=configs/shapes_multitask.py --workdir=runs/shapes_multitask
-    # then evaluate on the held-out combinations:
-    python -m sora_jax.main --config=configs/shapes_multitask.py --workdir=runs/shapes_multitask \\
-        --config.data.shapes.holdout="red/triangle,blue/circle"   (split "holdout", see README)
+    python -m sora_jax.evaluate --workdir=runs/shapes_multitask            # greedy exact match, BLEU, ROUGE
+    # the held-out combinations:
+    python -m sora_jax.evaluate --workdir=runs/shapes_multitask --split=holdout
 
-A width-128 model at 32x32 pixels for 6,000 steps (about an hour on 2 CPU cores; minutes on a
-GPU). Expect VQA exact-match accuracy above 0.9 on validation; the held-out split measures how
-much of that survives unseen combinations.
+A width-128 model at 32x32 pixels on SentencePiece word pieces, 2,000 steps of batch 64: 27
+minutes on the 2-core CPU machine. Measured there (full validation split, greedy decoding):
+caption exact match 0.48 (BLEU 64, ROUGE-L 0.83), VQA exact match 0.73, shape classification
+0.91; all still rising at the last step. The issue's aim of 0.9 exact match for both within 30
+minutes is not reached yet.
 """
 
 from configs import base

@@ -62,6 +62,9 @@ def format_plan(p) -> str:
              "collectives per device per step: " + (", ".join(
                  f"{op} x{c['count']} {_gb(c['bytes'])}" for op, c in p["collectives"].items()
                  if c["count"]) or "none")]
+    if p["microbatches"] > 1:
+        lines.append(f"note: train.microbatches={p['microbatches']}: compiled FLOPs and the collectives inside the "
+                     f"accumulation loop are counted for one microbatch (about {p['microbatches']}x per step)")
     if "step_seconds_at_peak" in p:
         lines.append(f"step time at 100% of peak (compiled FLOPs per device): {p['step_seconds_at_peak'] * 1e3:.1f} ms")
     if "fits" in p:

@@ -4,7 +4,10 @@ nothing is allocated, and the compiled executable reports per-device memory, FLO
 collectives it will run.
 
 Layer scans are unrolled for the plan (same parameters and shardings) so that XLA's cost
-analysis and the collective count see every layer, not one loop body. Temporaries are those of
+analysis and the collective count see every layer, not one loop body. The gradient-accumulation
+loop (train.microbatches = k > 1) stays rolled, since unrolling it makes large models compile for
+many minutes: its body is then counted once, so the compiled FLOPs and the collectives inside it
+are per microbatch (about k times that per step); the memory figures are exact either way. Temporaries are those of
 the XLA:CPU compile: the order of magnitude of an accelerator's, not its exact figure.
 """
 
@@ -143,6 +146,7 @@ def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: floa
         },
         "model_flops_per_step": flops_per_token * tokens,
         "collectives": collective_bytes(compiled.as_text(), n),
+        "microbatches": int(t.microbatches),
     }
     result["collective_bytes_per_device"] = sum(c["bytes"] for c in result["collectives"].values())
     if peak_tflops:  # each device's compiled work (replicated parts included) at its peak rate
