@@ -27,7 +27,7 @@ def summarize(raw: dict, prefix: str = "") -> dict:
     correct, examples = raw.get("correct"), raw.get("task_examples")
     if correct is not None:
         for i, task in enumerate(TASKS):
-            if examples[i] > 0:
+            if examples[i] > 0 and task != "lm":  # a whole row of running text exactly right says nothing
                 out[f"{prefix}accuracy/{task}"] = float(correct[i] / examples[i])
     for key, value in raw.items():
         if key not in ("task_loss_sum", "task_count", "correct", "task_examples"):
