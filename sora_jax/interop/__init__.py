@@ -1,0 +1,1 @@
+"""Interoperability: parameter pytrees as safetensors files."""
