@@ -76,16 +76,19 @@ class MultiHeadAttention(nn.Module):
         if cache_index is None:
             raise ValueError("decode=True needs cache_index (the position of the first new token)")
         B, T, K, H = k.shape
-        shape = (B, self.max_cache_len, K, H)
+        # Stored heads-major, [B, K, L, H]: the attention contracts with batch dims (B, K), so this
+        # layout is read in place; [B, L, K, H] made XLA:CPU copy the whole cache every step.
+        shape = (B, K, self.max_cache_len, H)
         cached_k = self.variable("cache", "cached_key", jnp.zeros, shape, k.dtype)
         cached_v = self.variable("cache", "cached_value", jnp.zeros, shape, v.dtype)
-        start = (0, cache_index, 0, 0)
-        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, start)
-        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, start)
+        start = (0, 0, cache_index, 0)
+        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.transpose(0, 2, 1, 3), start)
+        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.transpose(0, 2, 1, 3), start)
         # New token t (at position cache_index + t) sees every cached key up to itself.
         key_pos = jnp.arange(self.max_cache_len)[None, :]
         query_pos = cache_index + jnp.arange(T)[:, None]
-        return cached_k.value, cached_v.value, combine_masks(mask, (key_pos <= query_pos)[None, None])
+        mask = combine_masks(mask, (key_pos <= query_pos)[None, None])
+        return cached_k.value.transpose(0, 2, 1, 3), cached_v.value.transpose(0, 2, 1, 3), mask
 
     def _cross_keys_values(self, memory, project_k, project_v, decode):
         if memory is not None:

@@ -81,12 +81,12 @@ def test_collective_bytes_from_hlo():
     assert out["reduce-scatter"] == {"count": 1, "bytes": 0.5 * 256 * 2}
 
 
-def test_command_prints_the_plan_and_rejects_a_bad_mesh(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "sora_jax.plan", "--config=configs/base.py", "--mesh=1,2,1",
-                          "--device_memory_gb=16", f"--out={tmp_path / 'plan.json'}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=600, env={**ENV, "XLA_FLAGS": ""})
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "fits in 16.00 GiB: yes" in out.stdout and (tmp_path / "plan.json").exists()
+def test_report_text_and_bad_mesh(tiny_plan):
+    from sora_jax.plan import format_plan
+    text = format_plan(tiny_plan)
+    assert "(8 devices), global batch 16" in text and "fits in" in text and ": NO" in text
+    assert "suggestion: rematerialise" in text and "all-gather x" in text
+    # The command checks its flags before jax starts (the full path is the function above).
     bad = subprocess.run([sys.executable, "-m", "sora_jax.plan", "--config=configs/base.py", "--mesh=2,2"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600, env=ENV)
     assert bad.returncode == 2 and "--mesh" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
