@@ -178,3 +178,34 @@ def suggestions(config, mesh_shape, peak, budget) -> list[str]:
     out.append(f"split the batch: --config.train.microbatches={config.train.microbatches * 2} "
                f"(gradient accumulation; the step needs {peak / budget:.1f}x the device memory)")
     return out
+
+
+def _gb(n):
+    for unit, size in (("GiB", 2 ** 30), ("MiB", 2 ** 20)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n / 1024:.1f} KiB"
+
+
+def format_plan(p) -> str:
+    d = p["per_device"]
+    lines = [f"mesh {p['mesh']} ({p['devices']} devices), global batch {p['global_batch']}",
+             "parameters: " + ", ".join(f"{k} {v:,}" for k, v in p["parameters"].items()),
+             f"model FLOPs per step: {p['model_flops_per_step']:.3e} (6 N tokens); compiled per device: "
+             f"{d['compiled_flops']:.3e}",
+             f"per device: parameters {_gb(d['parameter_bytes'])}, optimizer state {_gb(d['optimizer_bytes'])}",
+             f"compiled per device: arguments {_gb(d['argument_bytes'])}, outputs {_gb(d['output_bytes'])} "
+             f"({_gb(d['aliased_bytes'])} reuse donated inputs), temporaries {_gb(d['temp_bytes'])}, "
+             f"peak {_gb(d['peak_bytes'])}",
+             "collectives per device per step: " + (", ".join(
+                 f"{op} x{c['count']} {_gb(c['bytes'])}" for op, c in p["collectives"].items()
+                 if c["count"]) or "none")]
+    if p["microbatches"] > 1:
+        lines.append(f"note: train.microbatches={p['microbatches']}: compiled FLOPs and the collectives inside the "
+                     f"accumulation loop are counted for one microbatch (about {p['microbatches']}x per step)")
+    if "step_seconds_at_peak" in p:
+        lines.append(f"step time at 100% of peak (compiled FLOPs per device): {p['step_seconds_at_peak'] * 1e3:.1f} ms")
+    if "fits" in p:
+        lines.append(f"fits in {_gb(p['device_memory_bytes'])}: {'yes' if p['fits'] else 'NO'}")
+        lines += [f"  suggestion: {s}" for s in p.get("suggestions", [])]
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ from sora_jax.train import optimizer as optim_lib
 from sora_jax.train.backends import JitBackend
 from sora_jax.train.mesh import make_mesh
 from sora_jax.train.partitioning import rules_from_config
-from sora_jax.train.planner import collective_bytes, plan
+from sora_jax.train.planner import collective_bytes, format_plan, plan
 from sora_jax.data.loader import example_spec
 from tests.train.test_cli import ENV, ROOT
 
@@ -82,7 +82,6 @@ def test_collective_bytes_from_hlo():
 
 
 def test_report_text_and_bad_mesh(tiny_plan):
-    from sora_jax.plan import format_plan
     text = format_plan(tiny_plan)
     assert "(8 devices), global batch 16" in text and "fits in" in text and ": NO" in text
     assert "suggestion: rematerialise" in text and "all-gather x" in text
