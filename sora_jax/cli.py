@@ -25,6 +25,6 @@ def run_app(main):
     def parse(argv):
         try:
             return flags.FLAGS(argv)
-        except (flags.Error, ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
+        except (flags.Error, ValueError, KeyError, AttributeError, TypeError, OSError) as e:
             fail(one_line(e))
     app.run(main, flags_parser=parse)

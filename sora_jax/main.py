@@ -13,33 +13,18 @@ import logging
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
+
+from sora_jax.cli import fail as _fail, one_line, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-BAD_INPUT, ABORTED = 2, 3
-
-
-def _fail(message: str, code: int = BAD_INPUT):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip()) or type(e).__name__
-
-
-def _parse_flags(argv):
-    try:
-        return flags.FLAGS(argv)
-    except (flags.Error, ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
-        _fail(_one_line(e))
+ABORTED = 3  # bad input exits with sora_jax.cli.BAD_INPUT (2)
 
 
 def _main(argv):
@@ -49,6 +34,11 @@ def _main(argv):
     from sora_jax.train.checkpoint import CheckpointMismatch
     from sora_jax.train.errors import ConfigurationError
 
+    try:  # ml_collections reports a config file that failed to load only when it is first read
+        config = _CONFIG.value
+        config.distributed  # noqa: B018 - the first read raises a load failure
+    except OSError as e:
+        _fail("--config: " + one_line(e))
     workdir = os.path.abspath(_WORKDIR.value)
     parent = os.path.dirname(workdir)
     if not os.path.isdir(parent):
@@ -58,8 +48,8 @@ def _main(argv):
     logging.getLogger("sora_jax").setLevel(logging.INFO)
     try:
         from sora_jax.train import distributed, loop
-        distributed.maybe_initialize(_CONFIG.value.distributed)
-        code = loop.train(_CONFIG.value, workdir)
+        distributed.maybe_initialize(config.distributed)
+        code = loop.train(config, workdir)
     except (ConfigurationError, ConfigError, DataError, CheckpointMismatch) as e:
         _fail(str(e))
     except loop.TrainingAborted as e:
@@ -68,7 +58,7 @@ def _main(argv):
 
 
 def run():
-    app.run(_main, flags_parser=_parse_flags)
+    run_app(_main)
 
 
 if __name__ == "__main__":

@@ -18,3 +18,15 @@ def shared_run(tmp_path_factory, name, train):
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return workdir
+
+
+def run_evaluate(workdir, step, env, root):
+    """`python -m sora_jax.evaluate --max_batches=1` on a trained run: (completed process, results JSON)."""
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={workdir}", "--max_batches=1"],
+                         cwd=root, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(os.path.join(workdir, "eval", f"validation_step{step}.json")) as f:
+        return out, json.load(f)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.shared_run import shared_run
+from tests.shared_run import run_evaluate, shared_run
 from tests.train.test_cli import ENV, ROOT, run
 
 
@@ -81,11 +81,7 @@ def test_bad_input_is_one_line_and_exit_code_2(caption_run, image_path, tmp_path
 
 
 def test_evaluate_writes_losses_and_generation_metrics(caption_run):
-    out = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={caption_run}", "--max_batches=1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
-    assert out.returncode == 0, out.stderr[-3000:]
-    with open(os.path.join(caption_run, "eval", "validation_step30.json")) as f:
-        results = json.load(f)
+    out, results = run_evaluate(caption_run, 30, ENV, ROOT)
     name = "shapes/caption"
     assert results["step"] == 30 and results[f"{name}/examples"] == 32  # one batch of data.eval_batch_size
     assert results[f"{name}/perplexity/caption"] == pytest.approx(np.exp(results[f"{name}/loss/caption"]), rel=1e-6)

@@ -64,6 +64,7 @@ def wait_for_checkpoint(workdir, proc, timeout=300):
     (["--config.mesh.shape=(3,1,1)"], "config key mesh.shape: (3, 1, 1) needs 3 devices; this run has 1"),
     (["--config.model.decoder.num_heads=3"], "model.decoder.num_heads: d_model 32 is not divisible by num_heads 3"),
     (["--config.data.name=shape"], "unknown dataset 'shape'"),
+    (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, flags, message):
     done = run(tmp_path / "w", *flags)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.shared_run import shared_run
+from tests.shared_run import run_evaluate, shared_run
 from tests.train.test_cli import ENV, ROOT
 
 CONFIG = "--config=tests/train/gan_tiny_config.py"
@@ -146,11 +146,7 @@ def test_generate_refuses_a_missing_workdir_and_a_run_without_generator(tmp_path
 
 
 def test_evaluate_reports_text_and_generator_metrics(run_dir):
-    out = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={run_dir}", "--max_batches=1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
-    assert out.returncode == 0, out.stderr[-3000:]
-    with open(os.path.join(run_dir, "eval", "validation_step6.json")) as f:
-        results = json.load(f)
+    _, results = run_evaluate(run_dir, 6, ENV, ROOT)
     assert "caption/bleu" in results and "caption/loss/caption" in results
     final = [d for d in lines(run_dir) if d["split"] == "eval"][-1]
     for key in ("gan/fid", "gan/cond_accuracy", "gan/hole_l1"):  # the trainer's eval used the same functions
