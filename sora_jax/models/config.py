@@ -82,6 +82,9 @@ class TextTransformerConfig(TransformerConfig):
     max_len: int = 128
     position: str = "learned"
     rope_max_wavelength: float = 10_000.0
+    # A Hugging Face folder (BERT for the encoder, GPT-2 for the decoder) whose weights the trainer
+    # loads at init; its config.json then fixes the architecture fields (sora_jax/train/init_from.py).
+    init_from: str = ""
 
     def validate(self, path):
         super().validate(path)

@@ -39,8 +39,9 @@ class JitBackend:
             self._eval = jax.jit(eval_step, in_shardings=(self.state_shardings.params, self._batch_sharding),
                                  out_shardings=self._replicated)
 
-    def init(self, rng):
-        state, _ = init_lib.create_state(self.model, self.tx, self.spec, self.mesh, self.rules, rng, self.gan)
+    def init(self, rng, pretrained=None):
+        state, _ = init_lib.create_state(self.model, self.tx, self.spec, self.mesh, self.rules, rng, self.gan,
+                                         pretrained)
         return state
 
     def abstract_state(self):
@@ -92,8 +93,9 @@ class PmapBackend:
         self._step = jax.pmap(train_step, axis_name="batch", in_axes=(0, 0, None), donate_argnums=0)
         self._eval = jax.pmap(eval_step, axis_name="batch")
 
-    def init(self, rng):
-        state, _ = init_lib.create_state(self.model, self.tx, self.spec, self._single.mesh, (), rng, self.gan)
+    def init(self, rng, pretrained=None):
+        state, _ = init_lib.create_state(self.model, self.tx, self.spec, self._single.mesh, (), rng, self.gan,
+                                         pretrained)
         return self.place_restored(state)
 
     def abstract_state(self):

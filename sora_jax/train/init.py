@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from sora_jax.data.schema import ExampleSpec
 from sora_jax.models.sora import SoraModel
+from sora_jax.train import init_from
 from sora_jax.train.errors import ConfigurationError
 from sora_jax.train.partitioning import state_shardings
 from sora_jax.train.state import TrainState
@@ -49,13 +50,17 @@ def _init_fn(model, tx, inputs, gan=None):
 # kernel before reshaping it, and a rank-3 constraint on that rank-2 array would fail. Placement
 # comes from the explicit out_shardings instead.
 
-def create_state(model, tx, spec: ExampleSpec, mesh, rules, rng, gan=None):
-    """(state, shardings): every parameter and optimizer leaf created on its shards."""
+def create_state(model, tx, spec: ExampleSpec, mesh, rules, rng, gan=None, pretrained=None):
+    """(state, shardings): every parameter and optimizer leaf created on its shards.
+    pretrained: {part: parameter tree} imported weights (init_from.load) put in place of the fresh
+    ones, on the same shards (the optimizer state does not depend on parameter values)."""
     init = _init_fn(model, tx, init_inputs(spec, model), gan)
     abstract = jax.eval_shape(init, rng)
     shardings = state_shardings(abstract, mesh, rules)
     with jax.set_mesh(mesh):
         state = jax.jit(lambda r: nn.unbox(init(r)), out_shardings=shardings)(rng)
+    if pretrained:
+        state = state.replace(params=init_from.graft_into(state.params, pretrained))
     return state, shardings
 
 

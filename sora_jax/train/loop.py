@@ -21,7 +21,7 @@ from sora_jax.models.config import SoraConfig
 from sora_jax.models.params import count_parameters
 from sora_jax.models.sora import SoraModel
 from sora_jax.train import optimizer as optim_lib
-from sora_jax.train import xla_cpu
+from sora_jax.train import init_from, xla_cpu
 from sora_jax.train.backends import make_backend
 from sora_jax.train.checkpoint import Checkpointer, tokenizer_record
 from sora_jax.train.errors import ConfigurationError
@@ -127,6 +127,7 @@ def _evaluate(backend, state, config, tokenizer, step, writer, gan_eval=None, te
 def train(config, workdir: str) -> int:
     """Runs (or resumes) the experiment; returns the process exit code."""
     is_main = jax.process_index() == 0
+    imports = init_from.resolve(config)  # imported parts fix their architecture before the model is built
     model_cfg = SoraConfig.from_dict(config.model)
     mesh = make_mesh(config.mesh.shape)
     model_cfg = xla_cpu.avoid_collective_deadlocks(model_cfg, mesh)
@@ -134,6 +135,7 @@ def train(config, workdir: str) -> int:
     os.makedirs(workdir, exist_ok=True)
     tokenizer = loader.tokenizer_from_config(config.data, workdir, process_index=jax.process_index())
     check_config(config, model_cfg, tokenizer, mesh, rules)
+    init_from.check_tokenizer(imports, tokenizer)
     t = config.train
     spec = loader.example_spec(config.data)
     model = SoraModel(model_cfg)
@@ -158,7 +160,7 @@ def train(config, workdir: str) -> int:
         state = backend.place_restored(state)
         log.info("resumed from step %d in %s", step, ckpt.directory)
     else:
-        step, state = 0, backend.init(jax.random.key(config.seed))
+        step, state = 0, backend.init(jax.random.key(config.seed), pretrained=init_from.load(imports, model_cfg))
     writer = MetricWriter(workdir, enabled=is_main)
     text_eval = GeneratedEval.create(config, model, tokenizer)
     gan_eval = None

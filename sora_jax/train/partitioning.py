@@ -4,11 +4,15 @@ shardings of the train state and of batches derived from them."""
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 
 import flax.linen as nn
 import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+
+log = logging.getLogger(__name__)
 
 # MaxText-style defaults: batch over data and fsdp, parameters' "embed" axis over fsdp,
 # "heads" / "mlp" / "vocab" / conv channels over tensor. Names not listed are replicated.
@@ -44,7 +48,34 @@ def state_shardings(abstract_boxed_state, mesh, rules):
     """NamedShardings for every leaf of a state whose parameters are boxed with logical names;
     unboxed leaves (step counters, optimizer scalars) are replicated explicitly."""
     logical_specs = nn.get_partition_spec(abstract_boxed_state)
-    return nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+    shardings = nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+    return jax.tree.map(_even, nn.unbox(abstract_boxed_state), shardings)
+
+
+def _even(leaf, sharding):
+    """The sharding with every mesh axis that does not divide its dimension dropped (that
+    dimension replicated). Imported checkpoints bring sizes such as GPT-2's 50257-token vocabulary,
+    which no even split fits; the rest of the array stays sharded."""
+    if not isinstance(sharding, NamedSharding) or not hasattr(leaf, "shape"):
+        return sharding
+    spec, changed = list(sharding.spec) + [None] * (len(leaf.shape) - len(sharding.spec)), False
+    for dim, axes in enumerate(spec[:len(leaf.shape)]):
+        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+        ways = math.prod(sharding.mesh.shape[a] for a in names)
+        if ways > 1 and leaf.shape[dim] % ways:
+            spec[dim], changed = None, True
+            _warn_once(f"a dimension of size {leaf.shape[dim]} (shape {tuple(leaf.shape)}) does not divide over "
+                       f"mesh axes {names} ({ways} ways): replicated along it instead")
+    return NamedSharding(sharding.mesh, P(*spec[:len(leaf.shape)])) if changed else sharding
+
+
+_warned: set = set()
+
+
+def _warn_once(message):
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
 
 
 def batch_sharding(mesh, rules) -> NamedSharding:

@@ -25,8 +25,8 @@ from sora_jax.data.schema import TASKS
 from sora_jax.models.config import SoraConfig
 from sora_jax.models.params import count_parameters
 from sora_jax.models.sora import SoraModel
+from sora_jax.train import init_from, partitioning
 from sora_jax.train import optimizer as optim_lib
-from sora_jax.train import partitioning
 from sora_jax.train.backends import JitBackend
 from sora_jax.train.gan import GAN_TASKS, make_gan_parts
 from sora_jax.train.mesh import make_mesh
@@ -109,6 +109,7 @@ def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: floa
     mesh = make_mesh(mesh_shape, jax.devices()[:math.prod(mesh_shape)])
     rules = partitioning.rules_from_config(config.mesh.rules)
     t = config.train
+    init_from.resolve(config)  # an imported part's size comes from its checkpoint's config.json
     model = SoraModel(_unrolled(SoraConfig.from_dict(config.model)))
     spec = example_spec(config.data)
     tasks = {entry["task"] for entry in components_config(config.data).values()}

@@ -8,6 +8,7 @@ import pytest
 
 from sora_jax.data.loader import components_config
 from sora_jax.models import SoraConfig, SoraModel, count_parameters
+from sora_jax.train import init_from
 from sora_jax.train.init import init_inputs
 from sora_jax.data.loader import example_spec
 
@@ -24,6 +25,7 @@ def test_config_loads_validates_and_documents_its_command(name):
     module = importlib.import_module(f"configs.{name}")
     assert f"--config=configs/{name}.py" in module.__doc__
     config = module.get_config()
+    init_from.resolve(config)  # an imported part's architecture comes from its checkpoint, as in training
     model = SoraConfig.from_dict(config.model)
     assert config.train.num_steps > 0 and components_config(config.data)
     # The model builds for the data it will see (parameters as shapes only).

