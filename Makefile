@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pytest workers: compile-bound tests use both cores well.
 TEST_WORKERS ?= 2
 
-.PHONY: venv test demo bench clean lock
+.PHONY: venv test demo check-report bench clean lock
 
 $(STAMP): pyproject.toml requirements.lock Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,14 +24,17 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
-# Trains configs/demo.py on the bundled data (resumes if interrupted and run again) and prints
-# the final evaluation. Generated samples, plots and the HTML report arrive with the demo issue.
+# Trains configs/demo.py on the bundled data (resumes if interrupted and run again), then writes
+# runs/demo/report.html and runs/demo/report.md and says where they are.
 demo: $(STAMP)
+	mkdir -p runs
 	$(BIN)/python -m sora_jax.main --config=configs/demo.py --workdir=runs/demo
-	@$(BIN)/python -c "import json; r=[json.loads(l) for l in open('runs/demo/metrics.jsonl')]; \
-	e=[x for x in r if x['split']=='eval'][-1]; \
-	print('demo eval at step', e['step']); [print(f'  {k}: {v:.3f}') for k, v in e.items() if 'loss' in k or 'accuracy' in k]"
-	@echo "TensorBoard: .venv/bin/tensorboard --logdir runs/demo/tb   (pip install tensorboard)"
+	$(BIN)/python -m sora_jax.report --workdir=runs/demo
+
+# The report page in a real headless browser (Debian's chromium, installed here if missing).
+check-report: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	SORA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/report -k browser
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_step.py

@@ -64,8 +64,12 @@ def tokenizer_from_config(data_cfg, workdir: str | None = None, *, process_index
         return load_tokenizer(directory)
 
     def texts():
+        seen = set()  # a dataset serving several tasks (shapes: caption, vqa, ...) is read once
         for entry in components_config(data_cfg).values():
-            yield from datasets.corpus_texts(entry["dataset"], data_cfg, entry)
+            key = (entry["dataset"], entry.get("train_path", ""))
+            if key not in seen:
+                seen.add(key)
+                yield from datasets.corpus_texts(entry["dataset"], data_cfg, entry)
 
     # Trained into a temporary folder and renamed, so a reader never sees a half-written tokenizer.
     temp = f"{directory}.partial-{os.getpid()}"

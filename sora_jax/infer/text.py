@@ -45,7 +45,8 @@ class Decoding:
 
 def _record(task, request):
     for key in _REQUIRED[task]:
-        if not request.get(key):
+        value = request.get(key)  # a string, or an image array (an in-memory request)
+        if value is None or (isinstance(value, str) and not value):
             raise RequestError(f"task {task}: the request needs {key!r}")
     if task == "caption":
         return {"image": request["image"], "caption": "-"}
@@ -56,7 +57,7 @@ def _record(task, request):
     if task == "classify":
         record = {"label": 0}
         for key in ("text", "image"):
-            if request.get(key):
+            if request.get(key) is not None and not (isinstance(request[key], str) and not request[key]):
                 record[key] = request[key]
         if len(record) == 1:
             raise RequestError("task classify: the request needs 'text' or 'image'")

@@ -1,0 +1,62 @@
+"""Loss and eval curves from a run's metrics.jsonl, as PNG bytes (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a training machine
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, "metrics.jsonl")
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _series(rows, split, key):
+    points = [(r["step"], r[key]) for r in rows if r.get("split") == split and isinstance(r.get(key), (int, float))]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def loss_curves(rows) -> bytes | None:
+    """Training loss (total and per task) against step."""
+    keys = ["loss"] + sorted({k for r in rows if r.get("split") == "train" for k in r if k.startswith("loss/")})
+    drawn = [(k, *_series(rows, "train", k)) for k in keys]
+    drawn = [d for d in drawn if d[1]]
+    if not drawn:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, steps, values in drawn:
+        ax.plot(steps, values, label=key.replace("loss/", ""), linewidth=2.2 if key == "loss" else 1.2)
+    ax.set(xlabel="step", ylabel="training loss", title="Training loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return _png(fig)
+
+
+def eval_curves(rows, keys) -> bytes | None:
+    """The chosen eval metrics against step (one marker per eval)."""
+    drawn = [(k, *_series(rows, "eval", k)) for k in keys]
+    drawn = [d for d in drawn if d[1]]
+    if not drawn:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, steps, values in drawn:
+        ax.plot(steps, values, marker="o", label=key)
+    ax.set(xlabel="step", ylabel="value", title="Evaluation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -1,0 +1,104 @@
+"""`python -m sora_jax.report` on a run of every demo task: the markdown and the self-contained
+page hold the metrics table, the curves and every section, with images that decode; and, where
+Debian's chromium is installed (`make check-report` installs it), a real headless browser loads
+the page with every image and takes a screenshot."""
+
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.shared_run import shared_run
+from tests.train.test_cli import ENV, ROOT
+
+SECTIONS = ("Metrics", "Validation scenes", "Text to image", "Inpainting", "Shakespeare continuation", "Chat")
+
+
+def _run(module, *flags):
+    return subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env=ENV)
+
+
+@pytest.fixture(scope="session")
+def report_dir(tmp_path_factory):
+    def train_and_report(workdir):
+        out = _run("sora_jax.main", "--config=tests/report/demo_tiny_config.py", f"--workdir={workdir}")
+        assert out.returncode == 0, out.stderr[-3000:]
+        out = _run("sora_jax.report", f"--workdir={workdir}")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert f"report: {workdir}/report.html" in out.stdout and "tensorboard --logdir" in out.stdout
+    return shared_run(tmp_path_factory, "demo_tiny_report", train_and_report)
+
+
+def _page(workdir):
+    with open(os.path.join(workdir, "report.html"), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_the_page_is_self_contained_and_every_image_decodes(report_dir):
+    page = _page(report_dir)
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) >= 2 + 8 + 2  # two plots, the validation scenes, the t2i grid, the inpainting panels
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")  # nothing outside the file
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as image:
+            assert image.size[0] > 0 and image.size[1] > 0
+    for section in SECTIONS:
+        assert section in page
+    for metric in ("exact match", "BLEU", "ROUGE-L", "accuracy", "perplexity", "conditional accuracy", "FID"):
+        assert f"<th>{metric}</th>" in page
+
+
+def test_the_markdown_links_files_that_exist(report_dir):
+    with open(os.path.join(report_dir, "report.md"), encoding="utf-8") as f:
+        md = f.read()
+    for section in SECTIONS:
+        assert f"## {section}" in md
+    links = re.findall(r"\]\((report/[^)]+)\)", md)
+    assert links
+    for link in links:
+        assert os.path.getsize(os.path.join(report_dir, link)) > 0
+    table = [line for line in md.splitlines() if line.startswith("| ![scene]")]
+    assert len(table) == 8
+
+
+def test_report_on_a_missing_run_is_one_line_and_exit_2(tmp_path):
+    out = _run("sora_jax.report", f"--workdir={tmp_path / 'nowhere'}")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"error: --workdir: {tmp_path / 'nowhere'} does not exist"]
+
+
+def _chromium():
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("SORA_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (make check-report installs Debian's package)")
+        pytest.skip("chromium is not installed (make check-report installs it and runs this test)")
+    return found
+
+
+def test_browser_loads_every_image_and_takes_a_screenshot(report_dir, tmp_path):
+    chromium = _chromium()
+    page = "file://" + os.path.join(report_dir, "report.html")
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom.stdout)
+    assert loaded, "the page's load handler did not run"
+    ok, total = map(int, loaded.groups())
+    assert total == len(re.findall(r"<img ", _page(report_dir))) and ok == total
+    shot = tmp_path / "report.png"
+    out = subprocess.run([*flags, "--window-size=1200,2400", f"--screenshot={shot}", page], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with Image.open(shot) as image:
+        assert image.size == (1200, 2400)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is None or len(colours) > 50  # a rendered page, not a blank one
