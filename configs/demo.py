@@ -21,7 +21,7 @@ def get_config(arg=None):
     c.data.name = "mixture"
     c.data.mixture = base.mixture(
         shapes_caption=("shapes", "caption", 2), shapes_vqa=("shapes", "vqa", 2),
-        shapes_classify=("shapes", "classify", 1), shakespeare=("shakespeare", "lm", 1), chat=("chat", "seq2seq", 1),
+        shapes_classify=("shapes", "classify", 1), shakespeare=("shakespeare", "lm", 2), chat=("chat", "seq2seq", 1),
         shapes_t2i=("shapes", "t2i", 1), shapes_inpaint=("shapes", "inpaint", 1))
     c.data.tokenizer = "sentencepiece:train"  # word pieces: questions fit text_len whole
     c.data.vocab_size = 1024
@@ -55,12 +55,12 @@ def get_config(arg=None):
     c.gan.samples_per_prompt = 8
     c.gan.inpaint_panels = 6
 
-    c.train.num_steps = 1500
+    c.train.num_steps = 2500
     c.train.log_every = 50
-    c.train.eval_every = 500
+    c.train.eval_every = 1250
     c.train.eval_batches = 4
     c.train.eval_generate_batches = 1  # greedy exact match / BLEU / ROUGE on one batch per component
-    c.train.checkpoint_every = 500
+    c.train.checkpoint_every = 250  # an interrupted demo loses at most a minute
     c.optim.learning_rate = 2e-3
     c.optim.warmup_steps = 100
     return c

@@ -10,7 +10,12 @@ fine-tuned together.
     python -m sora_jax.main --config=configs/shapes_multitask_minilm.py --workdir=runs/shapes_minilm
     python -m sora_jax.evaluate --workdir=runs/shapes_minilm
 
-See the module's end for what it reached on the 2-core CPU machine.
+Measured on the 2-core CPU machine (1,000 steps of batch 32, 23 minutes with start-up and two
+evaluations): caption exact match 0.36 (BLEU 49), VQA exact match 0.63 (greedy, 2 batches of
+validation), shape classification 0.82 (whole validation split). The from-scratch
+configs/shapes_multitask.py reaches 0.48 / 0.73 / 0.91 with twice the steps and twice the batch
+in about the same time: the 30,522-token vocabulary costs the decoder, and the pretrained encoder
+only sees the questions (captions have no text input).
 """
 
 from configs import shapes_multitask

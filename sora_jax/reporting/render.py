@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import os
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -108,7 +109,8 @@ def _markdown(title, metrics, figures, show, scenes, samples, notes) -> str:
                 out += [f"{i + 1}. {p}" for i, p in enumerate(show.prompts)] + [""]
     if show.continuation:
         prompt, text = show.continuation
-        out += ["## Shakespeare continuation", "", "```", prompt + text, "```", ""]
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", prompt + text)), default=0))
+        out += ["## Shakespeare continuation", "", fence, prompt + text, fence, ""]
     if show.chat:
         out += ["## Chat", ""] + [f"**{who}:** {line}  " for who, line in show.chat] + [""]
     return "\n".join(out)

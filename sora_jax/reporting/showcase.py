@@ -70,8 +70,9 @@ def build(run, workdir: str, *, num_scenes: int = 8, lm_tokens: int = 200) -> Sh
 def _scenes(run, tasks, n) -> list[Scene]:
     source, _, _ = open_dataset("shapes", "validation", run.config.data, run.tokenizer)
     records = [source[i] for i in range(min(n, len(source)))]
-    scenes = [Scene(np.asarray(r["image"], np.uint8), r["caption"], r["qa"][0][0] if r["qa"] else "", r["qa"][0][1] if r["qa"] else "",
-                    r["label_name"]) for r in records]
+    first_qa = [r["qa"][0] if r["qa"] else ("", "") for r in records]
+    scenes = [Scene(np.asarray(r["image"], np.uint8), r["caption"], question, answer, r["label_name"])
+              for r, (question, answer) in zip(records, first_qa)]
     images = [{"image": r["image"]} for r in records]
     if "caption" in tasks.trained:
         for scene, text in zip(scenes, tasks("caption", images)):
