@@ -16,7 +16,8 @@ import pytest
 from tests.shared_run import shared_run
 from tests.train.test_cli import ENV, ROOT
 
-# The demo config, a few steps, with every process reading the same global batches.
+# The demo's text tasks, a few steps, with every process reading the same global batches.
+CONFIG = "tests/distributed/text_mixture_config.py"
 DEMO = ["--config.data.num_workers=0", "--config.data.process_layout=global", "--config.train.log_every=1",
         "--config.train.checkpoint_every=2", "--config.train.eval_every=0", "--config.train.eval_batches=1",
         "--config.train.progress=False", "--config.distributed.heartbeat_timeout_s=10"]
@@ -32,11 +33,11 @@ def launch(script, *args, timeout=600):
 
 
 def two_processes(workdir, *overrides):
-    return launch("multiprocess.sh", "2", "configs/demo.py", workdir, "--devices_per_process=2", *DEMO, *overrides)
+    return launch("multiprocess.sh", "2", CONFIG, workdir, "--devices_per_process=2", *DEMO, *overrides)
 
 
 def one_process(workdir, *overrides):
-    return launch("local.sh", "configs/demo.py", workdir, "--fake_devices=4", *DEMO, *overrides)
+    return launch("local.sh", CONFIG, workdir, "--fake_devices=4", *DEMO, *overrides)
 
 
 def metrics(workdir, split="train"):
@@ -88,7 +89,7 @@ def test_only_process_zero_writes_metrics_and_every_process_writes_shards(runs):
 
 def test_changing_the_data_layout_is_refused_with_one_line(runs):
     two, _ = runs
-    out = subprocess.run(["bash", "launch/local.sh", "configs/demo.py", two, *DEMO,
+    out = subprocess.run(["bash", "launch/local.sh", CONFIG, two, *DEMO,
                           "--config.data.process_layout=per_process"], cwd=ROOT, capture_output=True, text=True,
                          timeout=600, env=CLEAN_ENV)
     assert out.returncode == 2, out.stderr[-2000:]
@@ -100,7 +101,7 @@ def test_a_killed_process_stops_the_job_and_the_last_checkpoint_restores(runs, t
     _, one = runs
     workdir = str(tmp_path / "killed")
     subprocess.run(["cp", "-r", one, workdir], check=True)
-    proc = subprocess.Popen(["bash", "launch/multiprocess.sh", "2", "configs/demo.py", workdir,
+    proc = subprocess.Popen(["bash", "launch/multiprocess.sh", "2", CONFIG, workdir,
                              "--devices_per_process=2", *DEMO, "--config.train.num_steps=100000"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=CLEAN_ENV,
                             start_new_session=True)

@@ -9,6 +9,7 @@ from configs import demo
 
 def get_config(arg=None):
     c = demo.get_config()
+    c.data.tokenizer = "byte"  # no SentencePiece training at start-up
     c.data.shapes.num_validation = 32
     c.data.eval_batch_size = 16
     c.data.batch_size = 16
