@@ -7,7 +7,11 @@ import os
 
 def shared_run(tmp_path_factory, name, train):
     """train(workdir) -> None (asserting success); returns the workdir, trained exactly once."""
-    root = tmp_path_factory.getbasetemp().parent  # common to all workers of this session
+    # Under xdist each worker's basetemp is pytest-N/popen-gwK: their parent is this session's
+    # own. Without xdist the basetemp is pytest-N itself (its parent would be shared with every
+    # earlier session, and a stale run trained by older code would be reused).
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     workdir = str(root / name)
     with open(str(root / f"{name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -1,4 +1,4 @@
-"""Every shell command the README shows still exists as shown: `python -m sora_jax.X` modules and
+"""Every shell command the README and docs/ show still exists as shown: `python -m sora_jax.X` modules and
 each of their --flags, `configs/*.py` files and every `--config.a.b=` key in them, `make` targets,
 launcher scripts and benchmark files (the Python examples run in test_readme.py; the demo runs the
 demo's commands)."""
@@ -12,8 +12,11 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    README = f.read()
+_DOCS = ["README.md"] + sorted(os.path.join("docs", n) for n in os.listdir(os.path.join(ROOT, "docs")) if n.endswith(".md"))
+README = ""
+for _doc in _DOCS:
+    with open(os.path.join(ROOT, _doc), encoding="utf-8") as f:
+        README += f.read() + "\n"
 # Shell blocks, with backslash continuations joined.
 SHELL = [block.replace("\\\n", " ") for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S)]
 COMMANDS = [line.split("#")[0].strip() for block in SHELL for line in block.splitlines() if line.strip()]
