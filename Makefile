@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements.lock Makefile
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15 -m "not browser"
 
 # Trains configs/demo.py on the bundled data (resumes if interrupted and run again), then writes
 # runs/demo/report.html and runs/demo/report.md and says where they are.
@@ -34,7 +34,7 @@ demo: $(STAMP)
 # The report page in a real headless browser (Debian's chromium, installed here if missing).
 check-report: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
-	SORA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/report -k browser
+	$(BIN)/python -m pytest tests/report -m browser
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_step.py

@@ -30,33 +30,30 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def loss_curves(rows) -> bytes | None:
-    """Training loss (total and per task) against step."""
-    keys = ["loss"] + sorted({k for r in rows if r.get("split") == "train" for k in r if k.startswith("loss/")})
-    drawn = [(k, *_series(rows, "train", k)) for k in keys]
+def _plot(drawn, title, ylabel, *, log=False, line_kwargs=lambda key: {}) -> bytes | None:
+    """drawn: (label key, steps, values) per curve; curves without points are left out."""
     drawn = [d for d in drawn if d[1]]
     if not drawn:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, steps, values in drawn:
-        ax.plot(steps, values, label=key.replace("loss/", ""), linewidth=2.2 if key == "loss" else 1.2)
-    ax.set(xlabel="step", ylabel="training loss", title="Training loss")
-    ax.set_yscale("log")
+        ax.plot(steps, values, **line_kwargs(key))
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
+    if log:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     return _png(fig)
 
 
+def loss_curves(rows) -> bytes | None:
+    """Training loss (total and per task) against step."""
+    keys = ["loss"] + sorted({k for r in rows if r.get("split") == "train" for k in r if k.startswith("loss/")})
+    return _plot([(k, *_series(rows, "train", k)) for k in keys], "Training loss", "training loss", log=True,
+                 line_kwargs=lambda k: dict(label=k.replace("loss/", ""), linewidth=2.2 if k == "loss" else 1.2))
+
+
 def eval_curves(rows, keys) -> bytes | None:
     """The chosen eval metrics against step (one marker per eval)."""
-    drawn = [(k, *_series(rows, "eval", k)) for k in keys]
-    drawn = [d for d in drawn if d[1]]
-    if not drawn:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, steps, values in drawn:
-        ax.plot(steps, values, marker="o", label=key)
-    ax.set(xlabel="step", ylabel="value", title="Evaluation")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _png(fig)
+    return _plot([(k, *_series(rows, "eval", k)) for k in keys], "Evaluation", "value",
+                 line_kwargs=lambda k: dict(label=k, marker="o"))

@@ -5,6 +5,7 @@ of the report), a couple of steps, a small judge and small evaluations.
 """
 
 from configs import demo
+from tests.train.gan_tiny_config import small_gan_evaluation
 
 
 def get_config(arg=None):
@@ -14,15 +15,9 @@ def get_config(arg=None):
     c.data.eval_batch_size = 16
     c.data.batch_size = 16
     c.data.num_workers = 0
-    c.gan.eval_examples = 32
-    c.gan.judge_examples = 64
-    c.gan.judge_steps = 4
-    c.gan.samples_per_prompt = 3
-    c.gan.inpaint_panels = 2
+    small_gan_evaluation(c, judge_examples=64, judge_steps=4)
     c.train.num_steps = 2
     c.train.log_every = 1
     c.train.eval_every = 0
-    c.train.eval_batches = 1
     c.train.checkpoint_every = 2
-    c.train.progress = False
     return c

@@ -20,18 +20,23 @@ def get_config(arg=None):
     g.enabled, g.inpaint, g.image_size = True, True, 16
     g.z_dim, g.w_dim, g.base_channels, g.max_channels = 8, 16, 8, 16
     c.gan.rows = 6
-    c.gan.eval_examples = 32
-    c.gan.judge_examples = 256
-    c.gan.judge_steps = 20
+    small_gan_evaluation(c, judge_examples=256, judge_steps=20)
     c.gan.judge_width = 4
     c.gan.sample_prompts = ("a large red circle", "a small blue square")
-    c.gan.samples_per_prompt = 3
-    c.gan.inpaint_panels = 2
     c.gan.sample_scale = 1
     c.optim.schedule, c.optim.warmup_steps = "constant", 0  # the same updates whatever num_steps says
     c.train.num_steps = 6
     c.train.log_every = 2
     c.train.checkpoint_every = 3
+    return c
+
+
+def small_gan_evaluation(c, *, judge_examples, judge_steps):
+    """Seconds-long GAN evaluation for test runs: a small judge, 32 generated rows, small grids,
+    one eval batch, no progress bar."""
+    c.gan.eval_examples = 32
+    c.gan.judge_examples, c.gan.judge_steps = judge_examples, judge_steps
+    c.gan.samples_per_prompt = 3
+    c.gan.inpaint_panels = 2
     c.train.eval_batches = 1
     c.train.progress = False
-    return c
