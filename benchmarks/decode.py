@@ -14,7 +14,8 @@ decoder without a cache must, to avoid a compile per length), so each of its ste
 same: it is timed over a few steps and reported per token. The cached loop is timed end to
 end, every token generated (no EOS). Bytes per cached step = parameters + the key/value cache
 (every layer's preallocated keys and values are read by the masked attention); the copy
-reference reads and writes a donated array of --copy_mb megabytes.
+reference reads and writes a donated array of --copy_mb megabytes (best of 5 trials). The model
+is decoded with unrolled layers, converted once before timing, as the generate command does.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from common import matmul_flops_per_s, report, results_path
 
-from sora_jax.infer.decode import sample
+from sora_jax.infer.decode import sample, unrolled_layers
 from sora_jax.models import SoraModel
 from sora_jax.models.config import SoraConfig, TextDecoderConfig
 
@@ -53,19 +54,23 @@ def _model(args, max_len):
     tokens = jnp.full((1, max_len), BOS, jnp.int32)
     params = nn.meta.unbox(jax.jit(lambda k: model.init(k, tokens, method=SoraModel.decode))(jax.random.key(0))
                            ["params"])
-    return model, params
+    return unrolled_layers(model, params)  # once, as the generate command does
 
 
-def copy_bytes_per_s(megabytes, repeats=10):
-    """Bytes read + written per second by a jitted, donated elementwise pass over a large array."""
+def copy_bytes_per_s(megabytes, repeats=10, trials=5):
+    """Bytes read + written per second by a jitted, donated elementwise pass over a large array:
+    the best of several trials, since on a shared machine single trials vary by more than 1.5x."""
     x = jnp.zeros((megabytes * 2 ** 20 // 4,), jnp.float32)
     step = jax.jit(lambda a: a + 1.0, donate_argnums=0)
     x = step(x).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        x = step(x)
-    x.block_until_ready()
-    return 2 * x.nbytes * repeats / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            x = step(x)
+        x.block_until_ready()
+        best = max(best, 2 * x.nbytes * repeats / (time.perf_counter() - start))
+    return best
 
 
 def cache_bytes(model, params, batch, max_len):

@@ -13,11 +13,29 @@ prompt, its next token is the prompt's (teacher forcing), not the chosen one.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sora_jax.infer.sampling import choose
+from sora_jax.models.sora import SoraModel
+from sora_jax.nn.stack import convert_layer_layout
+
+_STACKS = ("text_encoder", "fusion", "decoder")
+
+
+def unrolled_layers(model, params):
+    """A SoraModel whose layer stacks are unrolled, with its parameters in that layout (same
+    numbers). Decoding runs one token per step, and a scanned stack's loop slices each layer's
+    parameters and cache out of the stacked arrays and writes the cache back on every step:
+    copies of the whole model per token (XLA:CPU, 8 layers at width 512: 1.7x the step time).
+    Other modules pass through unchanged."""
+    if not isinstance(model, SoraModel) or not any(getattr(model.cfg, n).scan_layers for n in _STACKS):
+        return model, params
+    parts = {n: dataclasses.replace(getattr(model.cfg, n), scan_layers=False) for n in _STACKS}
+    return SoraModel(dataclasses.replace(model.cfg, **parts)), convert_layer_layout(params, scanned=False)
 
 
 def _prefill(model, params, tokens_BxT, memory, memory_valid):
@@ -38,6 +56,7 @@ def sample(model, params, prompt_BxP, prompt_len_B, memory=None, memory_valid=No
     Returns (tokens [B, max_len]: prompt, continuation, EOS, then pad_id; lengths [B] up to and
     including EOS). Deterministic given rng."""
     B, P = prompt_BxP.shape
+    model, params = unrolled_layers(model, params)
     rng = jax.random.key(0) if rng is None else rng
     prompt_len_B = jnp.asarray(prompt_len_B, jnp.int32)
     logits, cache = _prefill(model, params, prompt_BxP[:, :1], memory, memory_valid)
@@ -106,6 +125,7 @@ def beam_search(model, params, bos_B, memory=None, memory_valid=None, *, beam_wi
     per row is chosen by log-probability / length_penalty(length, alpha).
     Returns (tokens [B, max_len], lengths [B], scores [B] (the normalised log-probability))."""
     B, K = bos_B.shape[0], beam_width
+    model, params = unrolled_layers(model, params)
     first = jnp.repeat(bos_B[:, None].astype(jnp.int32), K, axis=0)  # [B*K, 1], row b's beams together
     if memory is not None:
         memory, memory_valid = jnp.repeat(memory, K, axis=0), jnp.repeat(memory_valid, K, axis=0)

@@ -18,7 +18,7 @@ import numpy as np
 from sora_jax.data.images import ImageTransform
 from sora_jax.data.loader import components_config, example_spec
 from sora_jax.data.tasks import make_builder
-from sora_jax.infer.decode import beam_search, sample, strip
+from sora_jax.infer.decode import beam_search, sample, strip, unrolled_layers
 from sora_jax.models.sora import SoraModel
 
 # Command task -> the training task it needs, and how a request becomes a record for its builder.
@@ -79,7 +79,9 @@ def label_names(config) -> list[str] | None:
 
 class TextTasks:
     def __init__(self, run):
-        self.run, self.config, self.model, self.tok = run, run.config, run.model, run.tokenizer
+        self.run, self.config, self.tok = run, run.config, run.tokenizer
+        # Converted once here, not inside every jitted decode call (see unrolled_layers).
+        self.model, self.params = unrolled_layers(run.model, run.state.params)
         self.spec = example_spec(self.config.data)
         self.trained = {entry["task"] for entry in components_config(self.config.data).values()}
         transform = ImageTransform(self.spec.image_size, self.spec.channels) if self.spec.image_size else None
@@ -114,7 +116,7 @@ class TextTasks:
     def __call__(self, task, requests, decoding: Decoding = Decoding()) -> list[str]:
         self.check(task)
         batch = self.examples(task, requests)
-        params = self.run.state.params
+        params = self.params
         fields = {k: batch[k] for k in ("text", "text_valid", "image", "image_present") if k in batch}
         encoded = self._encode(params, fields)
         if task == "classify":
@@ -132,7 +134,7 @@ class TextTasks:
         prompts = [[tok.bos_id] + (tok.encode(r["prompt"]) if task == "complete" else []) for r in requests]
         if decoding.beam > 0 and task == "complete":
             raise RequestError("--beam is for caption, vqa, seq2seq and chat (a prompted continuation samples)")
-        return [tok.decode(ids) for ids in decode_ids(self.model, self.run.state.params, tok, prompts, memory, valid,
+        return [tok.decode(ids) for ids in decode_ids(self.model, self.params, tok, prompts, memory, valid,
                                                       decoding)]
 
 

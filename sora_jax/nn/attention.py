@@ -14,9 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sora_jax.nn.attention_core import dot_product_attention
+from sora_jax.nn.attention_core import cached_attention, dot_product_attention
 from sora_jax.nn.linear import dense
-from sora_jax.nn.masks import combine_masks
 from sora_jax.nn.positions import apply_rope
 
 
@@ -34,6 +33,7 @@ class MultiHeadAttention(nn.Module):
     max_cache_len: int = 0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    KEY_CACHE, VALUE_CACHE = "bksh", "bkhs"  # decode cache layouts (einsum letters), see _decode_attention
 
     @nn.compact
     def __call__(self, x_BxTxD, memory_BxSxE=None, mask=None, bias=None, *, is_causal=False,
@@ -56,8 +56,7 @@ class MultiHeadAttention(nn.Module):
                 q = apply_rope(q, positions_BxT, self.rope_max_wavelength)
                 k = apply_rope(k, positions_BxT, self.rope_max_wavelength)
             if decode:
-                k, v, mask = self._append_to_cache(k, v, mask, cache_index)
-                is_causal = False  # the cache mask already is causal
+                return self._project_out(self._decode_attention(q, k, v, mask, bias, cache_index), D, kw)
         else:
             k, v = self._cross_keys_values(memory_BxSxE, project_k, project_v, decode)
 
@@ -68,27 +67,29 @@ class MultiHeadAttention(nn.Module):
             q, k, v, mask, bias, is_causal=is_causal, implementation=self.implementation,
             chunk_size=self.chunk_size, dropout_rate=self.dropout_rate, dropout_rng=dropout_rng,
             deterministic=deterministic)
+        return self._project_out(out, D, kw)
+
+    def _project_out(self, out, D, kw):
         return dense(D, ("heads", "head_dim", "embed"), axis=(-2, -1), name="out", **kw)(out)
 
-    def _append_to_cache(self, k, v, mask, cache_index):
+    def _decode_attention(self, q, k, v, mask, bias, cache_index):
+        """Attends over the cache and the new keys/values, then writes them at cache_index."""
         if self.max_cache_len <= 0:
             raise ValueError("decode=True needs max_cache_len > 0 on the self-attention layer")
         if cache_index is None:
             raise ValueError("decode=True needs cache_index (the position of the first new token)")
         B, T, K, H = k.shape
-        # Stored heads-major, [B, K, L, H]: the attention contracts with batch dims (B, K), so this
-        # layout is read in place; [B, L, K, H] made XLA:CPU copy the whole cache every step.
-        shape = (B, K, self.max_cache_len, H)
-        cached_k = self.variable("cache", "cached_key", jnp.zeros, shape, k.dtype)
-        cached_v = self.variable("cache", "cached_value", jnp.zeros, shape, v.dtype)
-        start = (0, 0, cache_index, 0)
-        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.transpose(0, 2, 1, 3), start)
-        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.transpose(0, 2, 1, 3), start)
-        # New token t (at position cache_index + t) sees every cached key up to itself.
-        key_pos = jnp.arange(self.max_cache_len)[None, :]
-        query_pos = cache_index + jnp.arange(T)[:, None]
-        mask = combine_masks(mask, (key_pos <= query_pos)[None, None])
-        return cached_k.value.transpose(0, 2, 1, 3), cached_v.value.transpose(0, 2, 1, 3), mask
+        # Stored so that each attention matmul contracts the cache's minor axis, which XLA:CPU's
+        # dot reads in place: keys [B, K, L, H] (q . k contracts H), values [B, K, H, L]
+        # (probs . v contracts L). Other layouts copy or transpose the whole cache every step.
+        L = self.max_cache_len
+        cached_k = self.variable("cache", "cached_key", jnp.zeros, (B, K, L, H), k.dtype)
+        cached_v = self.variable("cache", "cached_value", jnp.zeros, (B, K, H, L), v.dtype)
+        out = cached_attention(q, k, v, cached_k.value, cached_v.value, cache_index, mask, bias,
+                               scale=self.head_dim ** -0.5, k_layout=self.KEY_CACHE, v_layout=self.VALUE_CACHE)
+        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.transpose(0, 2, 1, 3), (0, 0, cache_index, 0))
+        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.transpose(0, 2, 3, 1), (0, 0, 0, cache_index))
+        return out
 
     def _cross_keys_values(self, memory, project_k, project_v, decode):
         if memory is not None:

@@ -109,3 +109,38 @@ def dot_product_attention(
                                   dropout_rate=dropout_rate if use_dropout else 0.0,
                                   dropout_rng=dropout_rng)
     raise ValueError(f"unknown attention implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
+
+
+def cached_attention(q, k_new, v_new, cached_k, cached_v, cache_index, mask=None, bias=None, *, scale,
+                     k_layout: str, v_layout: str):
+    """Decode-time attention of T new tokens, at positions cache_index .. cache_index + T - 1, over
+    the key/value cache as it was before them (positions < cache_index) and over themselves
+    (causally). Equal to attending over the updated cache, but the matmuls read the cache they
+    were given, not the update: XLA:CPU fuses an update into each of its readers and then copies
+    the old cache for every one of them, on every step.
+
+    q, k_new, v_new: [B, T, N or K, H]. cached_k, cached_v: in the axis orders k_layout / v_layout
+    (einsum letters b, s (cache position), k (head), h), chosen so each matmul contracts the
+    cache's minor axis. mask / bias: as for dot_product_attention, over the cache's positions."""
+    B, T, N, H = q.shape
+    L, K = cached_v.shape[v_layout.index("s")], cached_v.shape[v_layout.index("k")]
+    q_BxTxKxGxH = q.reshape(B, T, K, N // K, H)
+    logits = jnp.concatenate([
+        jnp.einsum(f"btkgh,{k_layout}->bkgts", q_BxTxKxGxH, cached_k, preferred_element_type=jnp.float32),
+        jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxH, k_new, preferred_element_type=jnp.float32)], axis=-1)
+    logits = logits.reshape(B, N, T, L + T) * jnp.float32(scale)
+    visible = jnp.concatenate([jnp.broadcast_to(jnp.arange(L) < cache_index, (1, 1, T, L)),
+                               causal_mask(T, T)], axis=-1)
+
+    def at_new_positions(x):  # [.., L] over the cache -> [.., L + T]: what the new keys' slots hold
+        x = jnp.broadcast_to(x, x.shape[:3] + (L,))
+        return jnp.concatenate([x, jax.lax.dynamic_slice_in_dim(x, cache_index, T, axis=3)], axis=-1)
+    if bias is not None:
+        logits = logits + at_new_positions(bias.astype(jnp.float32))
+    if mask is not None:
+        visible = visible & at_new_positions(mask)
+    logits = jnp.where(visible, logits, jnp.finfo(jnp.float32).min)
+    probs = jnp.where(visible, jax.nn.softmax(logits, axis=-1), 0.0).reshape(B, K, N // K, T, L + T)
+    out = (jnp.einsum(f"bkgts,{v_layout}->btkgh", probs[..., :L].astype(cached_v.dtype), cached_v)
+           + jnp.einsum("bkgts,bskh->btkgh", probs[..., L:].astype(v_new.dtype), v_new))
+    return out.reshape(B, T, N, H)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sora_jax.nn import masks
-from sora_jax.nn.attention_core import IMPLEMENTATIONS, dot_product_attention
+from sora_jax.nn.attention_core import IMPLEMENTATIONS, cached_attention, dot_product_attention
 
 
 def numpy_attention(q, k, v, mask=None, bias=None):
@@ -167,3 +167,27 @@ def test_bad_shapes_are_reported():
         dot_product_attention(q, q, q, mask=jnp.ones((4, 4), bool))
     with pytest.raises(ValueError, match="unknown attention implementation"):
         dot_product_attention(q, q, q, implementation="flash")
+
+
+@pytest.mark.parametrize("kv_heads,with_mask_and_bias,new_tokens", [(4, False, 1), (2, True, 1), (2, True, 3)])
+def test_cached_attention_equals_numpy_over_the_updated_cache(kv_heads, with_mask_and_bias, new_tokens):
+    """Decode attention reads the cache as it was before the new tokens (whatever lies at and past
+    cache_index is ignored) plus the new keys: the same as attending causally over the cache with
+    the new keys written in."""
+    B, N, H, L, T, index = 2, 4, 8, 13, new_tokens, 6
+    keys = jax.random.split(jax.random.key(3), 7)
+    q = jax.random.normal(keys[0], (B, T, N, H))
+    k_new, v_new = (jax.random.normal(kk, (B, T, kv_heads, H)) for kk in keys[1:3])
+    cache_k, cache_v = (jax.random.normal(kk, (B, L, kv_heads, H)) * 50 for kk in keys[3:5])  # garbage past index
+    mask = bias = None
+    if with_mask_and_bias:
+        mask = jax.random.bernoulli(keys[5], 0.8, (B, N, T, L))
+        bias = jax.random.normal(keys[6], (B, 1, 1, L))
+    updated_k = jax.lax.dynamic_update_slice(cache_k, k_new, (0, index, 0, 0))
+    updated_v = jax.lax.dynamic_update_slice(cache_v, v_new, (0, index, 0, 0))
+    visible = masks.combine_masks(mask, masks.causal_mask(T, L, offset=index))
+    want = numpy_attention(q, updated_k, updated_v, visible, bias)
+
+    got = cached_attention(q, k_new, v_new, cache_k.transpose(0, 2, 1, 3), cache_v.transpose(0, 2, 3, 1), index,
+                           mask, bias, scale=H ** -0.5, k_layout="bksh", v_layout="bkhs")
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-5, rtol=2e-5)
