@@ -76,6 +76,8 @@ def get_config(arg=None):
     c.train.nonfinite = "skip"  # non-finite loss or gradients: "skip" the update (counted) or "abort"
     c.train.debug_nan_steps = ()  # fault injection: steps (1-based) whose gradients are made NaN
     c.train.peak_tflops = 0.0  # per device, for model-FLOPs utilisation (0: not reported)
+    c.train.compilation_cache_dir = "~/.cache/sora_jax/jax"  # compiled programs reused by later runs ("": off)
+    c.train.compilation_cache_max_mb = 4096  # least recently used entries are evicted beyond this
     c.train.progress = True  # a progress bar when stderr is a terminal
 
     c.optim = ml_collections.ConfigDict()

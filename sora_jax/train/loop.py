@@ -21,7 +21,7 @@ from sora_jax.models.config import SoraConfig
 from sora_jax.models.params import count_parameters
 from sora_jax.models.sora import SoraModel
 from sora_jax.train import optimizer as optim_lib
-from sora_jax.train import init_from, xla_cpu
+from sora_jax.train import compile_cache, init_from, xla_cpu
 from sora_jax.train.backends import make_backend
 from sora_jax.train.checkpoint import Checkpointer, tokenizer_record
 from sora_jax.train.errors import ConfigurationError
@@ -127,6 +127,7 @@ def _evaluate(backend, state, config, tokenizer, step, writer, gan_eval=None, te
 def train(config, workdir: str) -> int:
     """Runs (or resumes) the experiment; returns the process exit code."""
     is_main = jax.process_index() == 0
+    compile_cache.enable(config.train.compilation_cache_dir, config.train.compilation_cache_max_mb)
     imports = init_from.resolve(config)  # imported parts fix their architecture before the model is built
     model_cfg = SoraConfig.from_dict(config.model)
     mesh = make_mesh(config.mesh.shape)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 
 from sora_jax.data.schema import TASKS
 
@@ -61,7 +62,7 @@ class MetricWriter:
     def write(self, step: int, values: dict, split: str = "train"):
         if not self.enabled:
             return
-        record = {"step": int(step), "split": split, **values}
+        record = {"step": int(step), "split": split, "wall_time": time.time(), **values}  # Unix time, as TensorBoard
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._tb is not None:

@@ -1,0 +1,55 @@
+"""The persistent compilation cache: a second process reuses what the first compiled."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sora_jax.train import compile_cache
+from sora_jax.train.errors import ConfigurationError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+PROGRAM = textwrap.dedent("""
+    import sys, jax, jax.numpy as jnp
+    from sora_jax.train import compile_cache
+    hits = []
+    jax.monitoring.register_event_listener(lambda event, **kw: hits.append(event) if "cache_hits" in event else None)
+    compile_cache.enable(sys.argv[1], 64)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # cache even this small program
+    f = jax.jit(lambda x: jnp.tanh(x @ x.T).sum())
+    print(float(f(jnp.arange(64.0).reshape(8, 8) / 64)), len(hits))
+""")
+
+
+def run_program(cache_dir):
+    done = subprocess.run([sys.executable, "-c", PROGRAM, str(cache_dir)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    value, hits = done.stdout.split()
+    return value, int(hits)
+
+
+def test_a_second_process_reads_what_the_first_compiled(tmp_path):
+    cache = tmp_path / "xla"
+    first_value, first_hits = run_program(cache)
+    entries = [name for name in os.listdir(cache) if name.endswith("-cache")]
+    assert first_hits == 0 and entries, os.listdir(cache)
+    second_value, second_hits = run_program(cache)
+    assert second_hits >= 1 and second_value == first_value
+    assert sorted(name for name in os.listdir(cache) if name.endswith("-cache")) == sorted(entries)
+
+
+def test_off_and_bad_settings():
+    assert compile_cache.enable("", 64) is None
+    with pytest.raises(ConfigurationError, match="train.compilation_cache_max_mb: must be > 0"):
+        compile_cache.enable("/tmp/anything", 0)
+
+
+def test_an_uncreatable_directory_names_the_key(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigurationError, match="train.compilation_cache_dir: cannot create"):
+        compile_cache.enable(str(blocker / "sub"), 64)
