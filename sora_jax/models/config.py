@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from sora_jax.gan.config import GANConfig
 from sora_jax.models.errors import ConfigError
+from sora_jax.nn import grad_barrier
 from sora_jax.nn.attention_core import IMPLEMENTATIONS
 from sora_jax.nn.conv import ACTIVATIONS as CONV_ACTIVATIONS
 from sora_jax.nn.mlp import ACTIVATIONS as MLP_ACTIVATIONS
@@ -45,6 +46,9 @@ class TransformerConfig:
     scan_layers: bool = True
     remat_policy: str = "none"
     scan_unroll: int = 1  # scanned stacks: layers per loop iteration (>= num_layers: no loop; same parameters)
+    # The residual stream's gradient computed once per sublayer (nn/grad_barrier.py): "auto" (on for
+    # one CPU device, where XLA otherwise recomputes it in every consumer), "on" or "off".
+    residual_grad_barrier: str = "auto"
 
     @property
     def resolved_head_dim(self):
@@ -60,7 +64,8 @@ class TransformerConfig:
     def validate(self, path):
         _positive(self, path, "num_layers", "d_model", "num_heads", "mlp_dim", "chunk_size", "scan_unroll")
         _choice(self, path, mlp_activation=MLP_ACTIVATIONS, norm=NORMS, norm_position=("pre", "post"),
-                attention_impl=IMPLEMENTATIONS, remat_policy=tuple(REMAT_POLICIES))
+                attention_impl=IMPLEMENTATIONS, remat_policy=tuple(REMAT_POLICIES),
+                residual_grad_barrier=grad_barrier.MODES)
         if not self.head_dim and self.d_model % self.num_heads:
             raise ConfigError(f"{path}.num_heads: d_model {self.d_model} is not divisible by num_heads {self.num_heads}")
         if self.num_kv_heads < 0 or (self.num_kv_heads and self.num_heads % self.num_kv_heads):

@@ -11,6 +11,7 @@ import dataclasses
 import flax.linen as nn
 import jax.numpy as jnp
 
+from sora_jax.nn import grad_barrier
 from sora_jax.nn.attention import MultiHeadAttention
 from sora_jax.nn.mlp import MLP
 from sora_jax.nn.norms import make_norm
@@ -35,6 +36,7 @@ class LayerConfig:
     rope_max_wavelength: float = 10_000.0
     dtype: str = "float32"
     param_dtype: str = "float32"
+    residual_grad_barrier: str = "auto"  # see grad_barrier.py; "auto": on for one CPU device
 
     def attention_kwargs(self):
         return dict(num_heads=self.num_heads, head_dim=self.head_dim, num_kv_heads=self.num_kv_heads,
@@ -54,6 +56,8 @@ class LayerConfig:
 
 def residual(cfg: LayerConfig, x, sublayer, norm, dropout):
     """Pre-norm: x + f(norm(x)). Post-norm: norm(x + f(x))."""
+    if grad_barrier.enabled(cfg.residual_grad_barrier):
+        x = grad_barrier.grad_barrier(x)
     if cfg.norm_position == "pre":
         return x + dropout(sublayer(norm(x)))
     if cfg.norm_position == "post":

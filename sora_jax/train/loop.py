@@ -182,6 +182,7 @@ def train(config, workdir: str) -> int:
         log.info("parameters: %s", counts)
 
     sync_steps = xla_cpu.sync_every_step()
+    base_key = jax.random.key(config.seed)
     stop = _StopFlag()
     stop.install()
     flops_per_token = _model_flops_per_token(backend.host_state(state).params)
@@ -197,8 +198,7 @@ def train(config, workdir: str) -> int:
             wait_start = time.perf_counter()
             local = next(iterator)
             data_wait += time.perf_counter() - wait_start
-            state, metrics = backend.step(state, backend.put_batch(local), jax.random.fold_in(
-                jax.random.key(config.seed), step))
+            state, metrics = backend.step(state, backend.put_batch(local), jax.random.fold_in(base_key, step))
             if sync_steps:
                 jax.block_until_ready(metrics)
             step += 1
