@@ -50,3 +50,31 @@ def test_self_attention_decode_needs_a_cache_length():
     params = layer.init(jax.random.key(0), x)["params"]
     with pytest.raises(ValueError, match="max_cache_len"):
         layer.apply({"params": params}, x, decode=True, cache_index=0, mutable=["cache"])
+
+
+def test_cache_writes_are_ordered_after_the_reads_so_a_decode_loop_updates_the_cache_in_place(monkeypatch):
+    from sora_jax.nn import attention
+
+    x = jnp.array([[0.0, -0.0, 1.5, -2.0], [np.inf, -np.inf, np.nan, 3.0]])
+    after = attention._after(x.reshape(1, 2, 1, 4), jnp.full((1, 2, 2, 4), np.nan))
+    np.testing.assert_array_equal(after.reshape(2, 4), x)  # equal values, NaN where NaN
+
+    layer = MultiHeadAttention(num_heads=4, head_dim=16, num_kv_heads=2, max_cache_len=64)
+    x1 = jax.random.normal(jax.random.key(0), (1, 1, 32))
+    variables = layer.init(jax.random.key(1), x1, decode=True, cache_index=0)
+
+    def loop_copies():
+        def body(i, carry):
+            cache, total = carry
+            out, new = layer.apply({"params": variables["params"], **cache}, x1 + i, decode=True, cache_index=i,
+                                   mutable=["cache"])
+            return new, total + out.sum()
+        run = jax.jit(lambda cache: jax.lax.fori_loop(0, 8, body, (cache, 0.0)), donate_argnums=0)
+        hlo = run.lower({"cache": variables["cache"]}).compile().as_text()
+        return sum(" copy(" in line and line.split("=", 1)[1].strip().startswith(("f32[1,2,64,16]", "f32[1,2,16,64]"))
+                   for line in hlo.splitlines())
+
+    assert loop_copies() == 0
+    # Without the ordering XLA:CPU copies both caches on every iteration: the check above can fail.
+    monkeypatch.setattr(attention, "_after", lambda new, out: new)
+    assert loop_copies() > 0
