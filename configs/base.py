@@ -99,7 +99,10 @@ def get_config(arg=None):
     c.gan.b1 = 0.0  # Adam betas of both (StyleGAN's)
     c.gan.b2 = 0.99
     c.gan.r1_gamma = 1.0  # R1 penalty weight on real images (0: off)
-    c.gan.r1_every = 4  # lazy R1: every k steps, scaled by k
+    c.gan.r1_every = 4  # lazy R1: every k steps, scaled by k (or every step on 1/k of the rows: r1_schedule)
+    # "lazy": the whole batch every r1_every steps (a conditional in the step); "split": every
+    # r1_every-th row at every step (no conditional: XLA:CPU runs them slowly); "auto": split on CPU.
+    c.gan.r1_schedule = "auto"
     c.gan.l1_weight = 10.0  # inpainting: L1 on the hole
     c.gan.augment = "translation,color"  # DiffAugment policy: translation, color, cutout ("" for none)
     c.gan.ema_decay = 0.999  # EMA of the generator weights (used for sampling and evaluation)

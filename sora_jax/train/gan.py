@@ -24,9 +24,15 @@ GAN_TASKS = ("t2i", "inpaint")
 T2I, INPAINT = TASKS.index("t2i"), TASKS.index("inpaint")
 
 
+R1_SCHEDULES = ("auto", "lazy", "split")
+
+
 def training_settings(g) -> GANTraining:
-    return GANTraining(r1_gamma=g.r1_gamma, r1_every=g.r1_every, l1_weight=g.l1_weight, augment=g.augment,
-                       ema_decay=g.ema_decay, mismatch_weight=g.mismatch_weight, mode_seeking=g.mode_seeking)
+    # auto: split on CPU (see GANTraining.r1_split), lazy where conditionals are cheap.
+    split = g.r1_schedule == "split" or (g.r1_schedule == "auto" and jax.default_backend() == "cpu")
+    return GANTraining(r1_gamma=g.r1_gamma, r1_every=g.r1_every, r1_split=split, l1_weight=g.l1_weight,
+                       augment=g.augment, ema_decay=g.ema_decay, mismatch_weight=g.mismatch_weight,
+                       mode_seeking=g.mode_seeking)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +133,8 @@ def make_gan_parts(config, model: SoraModel, tasks) -> GANParts | None:
         raise ConfigurationError(f"config key gan.rows: must be in [0, data.batch_size={d.batch_size}], got {g.rows}")
     if g.r1_every <= 0:
         raise ConfigurationError(f"config key gan.r1_every: must be positive, got {g.r1_every}")
+    if g.r1_schedule not in R1_SCHEDULES:
+        raise ConfigurationError(f"config key gan.r1_schedule: must be one of {R1_SCHEDULES}, got {g.r1_schedule!r}")
     g_tx = optax.adam(g.g_learning_rate, b1=g.b1, b2=g.b2)
     d_tx = optax.adam(g.d_learning_rate, b1=g.b1, b2=g.b2)
     return GANParts(model, Generator(cfg), Discriminator(cfg), g_tx, d_tx, training_settings(g), int(g.rows))

@@ -1,5 +1,5 @@
-"""The GAN step: each network's update lowers its own loss, lazy R1 runs every k steps, the
-inpainting step trains on the hole, and a sharded step gives the single-device numbers."""
+"""The GAN step: each network's update lowers its own loss, lazy R1 runs every k steps (split R1
+on every k-th row at every step), the inpainting step trains on the hole, and a sharded step gives the single-device numbers."""
 
 import flax.linen as nn
 import jax
@@ -77,6 +77,20 @@ def test_lazy_r1_runs_every_k_steps_and_the_losses_fall_over_a_few_steps():
     assert r1[0] > 0 and r1[2] > 0 and r1[1] == 0 and r1[3] == 0
 
 
+def test_split_r1_penalises_every_kth_row_at_every_step():
+    # The conditional-free schedule (gan.r1_schedule = "split"): each step, R1 on rows 0, k, 2k, ...
+    # with weight gamma / 2 (no factor k), so that it matches lazy R1 in expectation.
+    _, _, d, init, step, batch = setup(training=GANTraining(r1_gamma=2.0, r1_every=2, r1_split=True, augment=""))
+    state = nn.unbox(init(jax.random.key(0)))
+    step = jax.jit(step)
+    for i in range(2):
+        logits = lambda x, s=state: jnp.sum(d.apply({"params": s.d_params}, x, batch["cond"][::2]))  # noqa: E731
+        grads = np.asarray(jax.grad(logits)(batch["image"][::2]))
+        expected = 0.5 * 2.0 * np.mean(np.sum(grads ** 2, axis=(1, 2, 3)))
+        state, metrics = step(state, batch, jax.random.key(i))
+        assert float(metrics["r1"]) == pytest.approx(expected, rel=1e-4)
+
+
 def test_the_inpainting_step_trains_on_the_hole():
     _, _, _, init, step, batch = setup(inpaint=True, lr=(3e-3, 1e-3))
     state = nn.unbox(init(jax.random.key(0)))
@@ -88,11 +102,12 @@ def test_the_inpainting_step_trains_on_the_hole():
     assert float(metrics["hole_l1"]) < first
 
 
-@pytest.mark.parametrize("shape", [(2, 2, 2), (8, 1, 1)])
-def test_a_sharded_gan_step_matches_one_device(shape):
-    # r1_every=1: no lax.cond holding collectives (XLA:CPU can run those out of order on fake devices).
-    _, _, _, init, step, batch = setup(spectral_norm=True, training=GANTraining(r1_gamma=1.0, r1_every=1),
-                                       lr=(0.05, 0.05), sgd=True)
+@pytest.mark.parametrize("shape, r1_every", [((2, 2, 2), 1), ((8, 1, 1), 2)])
+def test_a_sharded_gan_step_matches_one_device(shape, r1_every):
+    # No lax.cond holding collectives (XLA:CPU can run those out of order on fake devices): R1 at
+    # every step, on every row or (split) on every second row.
+    training = GANTraining(r1_gamma=1.0, r1_every=r1_every, r1_split=r1_every > 1)
+    _, _, _, init, step, batch = setup(spectral_norm=True, training=training, lr=(0.05, 0.05), sgd=True)
 
     def run(mesh):
         abstract = jax.eval_shape(init, jax.random.key(0))

@@ -67,6 +67,11 @@ def test_the_data_and_the_generator_must_agree():
         make_gan_parts(base.get_config(), SoraModel(presets.tiny()), {"t2i"})
     with pytest.raises(ConfigurationError, match="gan.rows"):
         parts(rows=999)
+    config = base.get_config()
+    config.data.image_size, config.data.text_len = 16, 8
+    config.gan.r1_schedule = "sometimes"
+    with pytest.raises(ConfigurationError, match="gan.r1_schedule"):
+        make_gan_parts(config, SoraModel(gan_config()), {"t2i"})
     import dataclasses
     config = base.get_config()
     config.data.image_size = 16
