@@ -96,6 +96,7 @@ def get_config(arg=None):
     c.gan = ml_collections.ConfigDict()
     c.gan.g_learning_rate = 2e-4  # two time-scale: generator and discriminator each their own
     c.gan.d_learning_rate = 2e-4
+    c.gan.lr_schedule = "constant"  # or "cosine": both decay to 0 over train.num_steps
     c.gan.b1 = 0.0  # Adam betas of both (StyleGAN's)
     c.gan.b2 = 0.99
     c.gan.r1_gamma = 1.0  # R1 penalty weight on real images (0: off)
@@ -108,6 +109,9 @@ def get_config(arg=None):
     c.gan.ema_decay = 0.999  # EMA of the generator weights (used for sampling and evaluation)
     c.gan.mismatch_weight = 0.5  # matching-aware D: share of the fake term given to (real image, wrong text)
     c.gan.mode_seeking = 0.0  # weight of the mode-seeking term (a second sample per prompt must differ)
+    # Weight of the image-text contrastive loss in D and G (needs model.gan.contrastive_dim > 0;
+    # each image must pick its own caption among the batch's, XMC-GAN style).
+    c.gan.contrastive_weight = 0.0
     c.gan.rows = 0  # GAN rows taken from each batch (0: every row; a mixture sets its expected count)
     c.gan.eval_examples = 512  # validation rows generated for FID / conditional accuracy / hole metrics
     c.gan.judge_examples = 5000  # real training images the judge classifier is fitted on

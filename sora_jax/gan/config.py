@@ -25,6 +25,10 @@ class GANConfig:
     spectral_norm: bool = False  # on the discriminator's convolutions and dense layers
     minibatch_std: bool = True
     loss: str = "hinge"
+    # Image-text contrastive heads on the discriminator (XMC-GAN, Zhang et al. 2021): each image's
+    # features must pick its own caption among the batch's (0: none; trained when
+    # gan.contrastive_weight > 0).
+    contrastive_dim: int = 0
 
     @property
     def num_blocks(self) -> int:
@@ -41,6 +45,8 @@ class GANConfig:
         for key in ("channels", "z_dim", "w_dim", "mapping_layers", "base_channels", "max_channels"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{path}.{key}: must be positive, got {getattr(self, key)}")
+        if self.contrastive_dim < 0:
+            raise ConfigError(f"{path}.contrastive_dim: must be >= 0, got {self.contrastive_dim}")
         if self.text_conditioning not in TEXT_CONDITIONING:
             raise ConfigError(f"{path}.text_conditioning: must be one of {TEXT_CONDITIONING}, "
                               f"got {self.text_conditioning!r}")

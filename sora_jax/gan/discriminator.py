@@ -5,6 +5,7 @@ logit = linear(h) + <embed(text), h>, so a real image with the wrong caption sco
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from sora_jax.gan.config import GANConfig
@@ -39,8 +40,10 @@ class Discriminator(nn.Module):
             x, update_stats=update_stats)
 
     @nn.compact
-    def __call__(self, images_BxHxWxC, cond_BxC, known=None, *, update_stats=False):
-        """Per-example logits [B]. known: the inpainting mask, shown to D as an extra channel."""
+    def __call__(self, images_BxHxWxC, cond_BxC, known=None, *, update_stats=False, embeddings=False):
+        """Per-example logits [B]. known: the inpainting mask, shown to D as an extra channel.
+        embeddings (with cfg.contrastive_dim): also the unit-norm image and text embeddings
+        [B, contrastive_dim] of the contrastive heads, as (logits, image_emb, text_emb)."""
         cfg = self.cfg
         x = images_BxHxWxC if known is None else jnp.concatenate([images_BxHxWxC, known], axis=-1)
         resolution = cfg.image_size
@@ -56,4 +59,16 @@ class Discriminator(nn.Module):
         h = lrelu(self._dense(h, cfg.channels_at(4), (None, "embed"), "features", update_stats))
         unconditional = self._dense(h, 1, ("embed", None), "out", update_stats)[:, 0]
         projected = dense(h.shape[-1], (None, "embed"), use_bias=False, name="text_projection")(cond_BxC)
-        return unconditional + jnp.sum(projected * h, axis=-1)
+        logits = unconditional + jnp.sum(projected * h, axis=-1)
+        if not cfg.contrastive_dim:
+            if embeddings:
+                raise ValueError("model.gan.contrastive_dim: the discriminator has no contrastive heads")
+            return logits
+        # Created at init even when not asked for, so that the parameters exist.
+        image_emb = unit(dense(cfg.contrastive_dim, ("embed", None), name="image_head")(h))
+        text_emb = unit(dense(cfg.contrastive_dim, (None, None), name="text_head")(cond_BxC))
+        return (logits, image_emb, text_emb) if embeddings else logits
+
+
+def unit(x, eps=1e-6):
+    return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + eps)

@@ -46,6 +46,19 @@ def r1_penalty(discriminate, real_images_BxHxWxC, weights=None):
     return average(jnp.sum(jnp.square(grads), axis=tuple(range(1, grads.ndim))), weights)
 
 
+def contrastive_loss(image_emb_BxD, text_emb_BxD, same_caption_BxB, weights=None, temperature=0.1):
+    """Image-to-text InfoNCE over the batch: row i's image must pick caption i among the batch's
+    captions. Other rows with the same caption are not negatives (they are left out of the
+    softmax), nor are rows of weight 0. Embeddings are unit-norm; weights as in `average`."""
+    logits = image_emb_BxD @ text_emb_BxD.T / temperature
+    B = logits.shape[0]
+    eye = jnp.eye(B, dtype=bool)
+    present = jnp.ones((B,), bool) if weights is None else weights > 0
+    candidates = eye | (~same_caption_BxB & present[None, :])
+    log_probs = jnp.diagonal(logits) - jax.nn.logsumexp(jnp.where(candidates, logits, -jnp.inf), axis=-1)
+    return average(-log_probs, weights)
+
+
 def hole_l1(generated, target, known_BxHxWx1, row_weights=None, hole_values=None):
     """Mean absolute error over the unknown pixels (known = 1 where the pixel was given).
     row_weights [B]: 0 drops a row; hole_values: the number of counted hole values (pixels x

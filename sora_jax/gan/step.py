@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from sora_jax.gan.augment import diff_augment
-from sora_jax.gan.losses import average, discriminator_loss, ema_update, generator_loss, hole_l1, r1_penalty
+from sora_jax.gan.losses import (average, contrastive_loss, discriminator_loss, ema_update, generator_loss, hole_l1,
+                                 r1_penalty)
 
 
 @flax.struct.dataclass
@@ -55,6 +56,9 @@ class GANTraining:
     # weight / (|G(z1) - G(z2)| / |z1 - z2|), so that it cannot ignore the noise and make one image
     # per prompt (0: off; costs one more generator pass).
     mode_seeking: float = 0.0
+    # Image-text contrastive loss (model.gan.contrastive_dim heads): D learns to pick each real
+    # image's caption among the batch's, G to make images that pick theirs (0: off).
+    contrastive_weight: float = 0.0
 
 
 def make_gan_step(generator, discriminator, g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
@@ -75,13 +79,18 @@ def make_gan_step(generator, discriminator, g_tx: optax.GradientTransformation, 
                                    batch["known"])
         return generator.apply({"params": g_params}, z, batch["cond"])
 
-    def discriminate(d_params, spectral, images, cond, known, update):
+    contrastive = training.contrastive_weight > 0
+    if contrastive and not cfg.contrastive_dim:
+        raise ValueError("gan.contrastive_weight needs model.gan.contrastive_dim > 0 (the discriminator's heads)")
+
+    def discriminate(d_params, spectral, images, cond, known, update, embeddings=False):
+        """logits [B] (or (logits, image_emb, text_emb) with embeddings), new spectral vectors."""
         variables = {"params": d_params, "spectral": spectral}
         if not cfg.spectral_norm:
-            return discriminator.apply(variables, images, cond, known), spectral
-        logits, updates = discriminator.apply(variables, images, cond, known, update_stats=update,
-                                              mutable=["spectral"])
-        return logits, updates["spectral"]
+            return discriminator.apply(variables, images, cond, known, embeddings=embeddings), spectral
+        out, updates = discriminator.apply(variables, images, cond, known, update_stats=update,
+                                           embeddings=embeddings, mutable=["spectral"])
+        return out, updates["spectral"]
 
     def gan_step(state: GANState, batch, rng):
         if axis_name is not None:
@@ -95,6 +104,10 @@ def make_gan_step(generator, discriminator, g_tx: optax.GradientTransformation, 
         mismatched = jnp.roll(batch["cond"], 1, axis=0)  # another example's caption ...
         # ... unless it is the same caption: a true match must not be called fake.
         differs = jnp.any(jnp.abs(mismatched - batch["cond"]) > 1e-6, axis=-1).astype(rows.dtype) * rows
+        same_caption = None
+        if contrastive:  # [B, B]: rows whose captions are identical are not each other's negatives
+            c = jax.lax.stop_gradient(batch["cond"])
+            same_caption = jnp.all(jnp.abs(c[:, None, :] - c[None, :, :]) <= 1e-6, axis=-1)
         wrong_weights = differs / jnp.maximum(all_sum(jnp.sum(differs)), 1.0)
         z = jax.random.normal(z_key, (B, cfg.z_dim), image.dtype)
         fake = jax.lax.stop_gradient(generate(state.g_params, z, batch))
@@ -103,12 +116,17 @@ def make_gan_step(generator, discriminator, g_tx: optax.GradientTransformation, 
             both = diff_augment(jnp.concatenate([image, fake], 0), aug_d, training.augment)  # one policy, draws per image
             real_aug, fake_aug = both[:B], both[B:]
             # Separate calls: minibatch std must not mix real and generated images in one group.
-            real_logits, spectral = discriminate(d_params, state.d_spectral, real_aug, cond, known, True)
+            real_out, spectral = discriminate(d_params, state.d_spectral, real_aug, cond, known, True, contrastive)
+            real_logits = real_out[0] if contrastive else real_out
             fake_logits, _ = discriminate(d_params, spectral, fake_aug, cond, known, False)
             wrong_logits, _ = discriminate(d_params, spectral, real_aug, jnp.roll(cond, 1, axis=0), known, False)
             w = training.mismatch_weight
             loss = (1 - w) * discriminator_loss(loss_kind, real_logits, fake_logits, weights) + \
                 w * discriminator_loss(loss_kind, real_logits, wrong_logits, weights, wrong_weights)
+            matching = jnp.zeros((), loss.dtype)
+            if contrastive:
+                matching = contrastive_loss(real_out[1], real_out[2], same_caption, weights)
+                loss = loss + training.contrastive_weight * matching
 
             def r1(_):
                 penalty = r1_penalty(lambda x: discriminate(d_params, spectral, x, cond, known, False)[0], image,
@@ -130,9 +148,9 @@ def make_gan_step(generator, discriminator, g_tx: optax.GradientTransformation, 
                 r1_term = jax.lax.cond(state.step % training.r1_every == 0, r1,
                                        lambda _: jnp.zeros((), loss.dtype), None)
             return loss + r1_term, (loss, r1_term, spectral, average(real_logits, weights),
-                                    average(fake_logits, weights))
+                                    average(fake_logits, weights), matching)
 
-        (_, (d_loss, r1_term, spectral, real_mean, fake_mean)), (d_grads, cond_grad) = jax.value_and_grad(
+        (_, (d_loss, r1_term, spectral, real_mean, fake_mean, d_match)), (d_grads, cond_grad) = jax.value_and_grad(
             d_objective, argnums=(0, 1), has_aux=True)(state.d_params, batch["cond"])
         d_grads = all_sum(d_grads)
         d_updates, d_opt = d_tx.update(d_grads, state.d_opt, state.d_params)
@@ -143,9 +161,12 @@ def make_gan_step(generator, discriminator, g_tx: optax.GradientTransformation, 
 
         def g_objective(g_params):
             generated = generate(g_params, z, batch)
-            logits, _ = discriminate(d_params, spectral, diff_augment(generated, aug_g, training.augment),
-                                     batch["cond"], known, False)
-            loss = generator_loss(loss_kind, logits, weights)
+            out, _ = discriminate(d_params, spectral, diff_augment(generated, aug_g, training.augment),
+                                  batch["cond"], known, False, contrastive)
+            loss = generator_loss(loss_kind, out[0] if contrastive else out, weights)
+            if contrastive:
+                matching = contrastive_loss(out[1], out[2], same_caption, weights)
+                loss = loss + training.contrastive_weight * matching
             l1 = hole_l1(generated, image, known, rows, hole_values) if cfg.inpaint else jnp.zeros((), loss.dtype)
             seeking = jnp.zeros((), loss.dtype)
             if training.mode_seeking:
@@ -164,6 +185,8 @@ def make_gan_step(generator, discriminator, g_tx: optax.GradientTransformation, 
                                   ema_params=ema_update(state.ema_params, g_params, training.ema_decay))
         metrics = all_sum({"d_loss": d_loss, "g_loss": g_loss, "r1": r1_term, "hole_l1": l1, "d_real": real_mean,
                            "d_fake": fake_mean, "mode_seeking": seeking})
+        if contrastive:
+            metrics["d_matching"] = all_sum(d_match)
         metrics.update(g_grad_norm=optax.tree.norm(g_grads), d_grad_norm=optax.tree.norm(d_grads))
         if with_cond_grad:
             return new_state, metrics, cond_grad

@@ -25,6 +25,12 @@ T2I, INPAINT = TASKS.index("t2i"), TASKS.index("inpaint")
 
 
 R1_SCHEDULES = ("auto", "lazy", "split")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(peak, schedule, num_steps):
+    """constant, or a cosine decay from peak to 0 over the run (counted in GAN updates)."""
+    return peak if schedule == "constant" else optax.cosine_decay_schedule(peak, max(num_steps, 1))
 
 
 def training_settings(g) -> GANTraining:
@@ -32,7 +38,7 @@ def training_settings(g) -> GANTraining:
     split = g.r1_schedule == "split" or (g.r1_schedule == "auto" and jax.default_backend() == "cpu")
     return GANTraining(r1_gamma=g.r1_gamma, r1_every=g.r1_every, r1_split=split, l1_weight=g.l1_weight,
                        augment=g.augment, ema_decay=g.ema_decay, mismatch_weight=g.mismatch_weight,
-                       mode_seeking=g.mode_seeking)
+                       mode_seeking=g.mode_seeking, contrastive_weight=g.contrastive_weight)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +139,14 @@ def make_gan_parts(config, model: SoraModel, tasks) -> GANParts | None:
         raise ConfigurationError(f"config key gan.rows: must be in [0, data.batch_size={d.batch_size}], got {g.rows}")
     if g.r1_every <= 0:
         raise ConfigurationError(f"config key gan.r1_every: must be positive, got {g.r1_every}")
+    if g.contrastive_weight < 0 or (g.contrastive_weight > 0 and not cfg.contrastive_dim):
+        raise ConfigurationError(f"config key gan.contrastive_weight: must be >= 0, and > 0 only with "
+                                 f"model.gan.contrastive_dim > 0 (got {g.contrastive_weight}, "
+                                 f"contrastive_dim {cfg.contrastive_dim})")
     if g.r1_schedule not in R1_SCHEDULES:
         raise ConfigurationError(f"config key gan.r1_schedule: must be one of {R1_SCHEDULES}, got {g.r1_schedule!r}")
-    g_tx = optax.adam(g.g_learning_rate, b1=g.b1, b2=g.b2)
-    d_tx = optax.adam(g.d_learning_rate, b1=g.b1, b2=g.b2)
+    if g.lr_schedule not in LR_SCHEDULES:
+        raise ConfigurationError(f"config key gan.lr_schedule: must be one of {LR_SCHEDULES}, got {g.lr_schedule!r}")
+    g_tx = optax.adam(learning_rate(g.g_learning_rate, g.lr_schedule, config.train.num_steps), b1=g.b1, b2=g.b2)
+    d_tx = optax.adam(learning_rate(g.d_learning_rate, g.lr_schedule, config.train.num_steps), b1=g.b1, b2=g.b2)
     return GANParts(model, Generator(cfg), Discriminator(cfg), g_tx, d_tx, training_settings(g), int(g.rows))

@@ -1,4 +1,5 @@
-"""The GAN's parts against references: losses by hand, R1 against per-example gradients, EMA
+"""The GAN's parts against references: losses by hand, the contrastive loss against a loop in
+numpy, R1 against per-example gradients, EMA
 arithmetic, minibatch std and spectral norm against numpy, projection conditioning, exact
 inpainting composites, and logical names on every parameter."""
 
@@ -8,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sora_jax.gan import (Discriminator, GANConfig, Generator, discriminator_loss, ema_update, generator_loss,
-                          hole_l1, minibatch_std, r1_penalty, text_condition)
+from sora_jax.gan import (Discriminator, GANConfig, Generator, contrastive_loss, discriminator_loss, ema_update,
+                          generator_loss, hole_l1, minibatch_std, r1_penalty, text_condition)
 from sora_jax.gan.spectral import SpectralLayer
 from sora_jax.models.config import ConfigError
 
@@ -26,6 +27,42 @@ def test_hinge_and_logistic_losses_by_hand():
     assert float(generator_loss("logistic", FAKE)) == pytest.approx(np.mean(sp(-np.asarray(FAKE))), rel=1e-6)
     with pytest.raises(ValueError, match="wasserstein"):
         generator_loss("wasserstein", FAKE)
+
+
+def test_contrastive_loss_matches_a_numpy_loop_leaving_out_duplicates_and_dropped_rows():
+    rng = np.random.default_rng(0)
+    B, D = 6, 5
+    u = rng.normal(size=(B, D)); u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = rng.normal(size=(B, D)); v /= np.linalg.norm(v, axis=1, keepdims=True)
+    captions = np.array([0, 1, 0, 2, 3, 1])  # rows 0 and 2 share a caption, rows 1 and 5 too
+    same = captions[:, None] == captions[None, :]
+    rows = np.array([1, 1, 1, 1, 0, 1.0])  # row 4 is not a GAN row
+    weights = rows / rows.sum()
+    want = 0.0
+    for i in range(B):
+        logits = {j: u[i] @ v[j] / 0.1 for j in range(B) if j == i or (not same[i, j] and rows[j] > 0)}
+        want += weights[i] * -(logits[i] - np.log(sum(np.exp(x) for x in logits.values())))
+    got = contrastive_loss(jnp.asarray(u), jnp.asarray(v), jnp.asarray(same), jnp.asarray(weights))
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    # Unweighted, no duplicates: the plain InfoNCE (cross-entropy against the diagonal).
+    logits = u @ v.T / 0.1
+    plain = np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
+    assert float(contrastive_loss(jnp.asarray(u), jnp.asarray(v), jnp.eye(B, dtype=bool))) == pytest.approx(plain,
+                                                                                                        rel=1e-5)
+
+
+def test_the_contrastive_heads_give_unit_embeddings_only_when_configured():
+    cfg = GANConfig(image_size=16, base_channels=8, max_channels=32, contrastive_dim=6)
+    _, d, _, d_vars, (_, cond, image, _) = _gan(cfg)
+    logits, image_emb, text_emb = d.apply(d_vars, image, cond, embeddings=True)
+    np.testing.assert_allclose(logits, d.apply(d_vars, image, cond), rtol=1e-6)
+    assert image_emb.shape == text_emb.shape == (4, 6)
+    np.testing.assert_allclose(jnp.linalg.norm(image_emb, axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(jnp.linalg.norm(text_emb, axis=1), 1.0, rtol=1e-4)
+    plain = GANConfig(image_size=16, base_channels=8, max_channels=32)
+    _, d, _, d_vars, _ = _gan(plain)
+    with pytest.raises(ValueError, match="contrastive_dim"):
+        d.apply(d_vars, image, cond, embeddings=True)
 
 
 def test_r1_is_the_mean_squared_gradient_norm_of_each_real_image():
@@ -132,7 +169,8 @@ def test_text_condition_is_frozen_or_trained_by_config():
 
 @pytest.mark.parametrize("key,value,message", [("image_size", 24, "model.gan.image_size"),
                                                ("loss", "wgan", "model.gan.loss"),
-                                               ("text_conditioning", "maybe", "model.gan.text_conditioning")])
+                                               ("text_conditioning", "maybe", "model.gan.text_conditioning"),
+                                               ("contrastive_dim", -1, "model.gan.contrastive_dim")])
 def test_bad_gan_settings_name_their_key(key, value, message):
     with pytest.raises(ConfigError, match=message):
         GANConfig(**{key: value}).validate()

@@ -1,5 +1,6 @@
 """The GAN step: each network's update lowers its own loss, lazy R1 runs every k steps (split R1
-on every k-th row at every step), the inpainting step trains on the hole, and a sharded step gives the single-device numbers."""
+on every k-th row at every step), the contrastive loss pairs images with their captions, the
+inpainting step trains on the hole, and a sharded step gives the single-device numbers."""
 
 import flax.linen as nn
 import jax
@@ -16,9 +17,9 @@ from sora_jax.train.partitioning import DEFAULT_RULES, batch_sharding, replicate
 B, COND = 8, 12
 
 
-def setup(inpaint=False, spectral_norm=False, lr=(1e-3, 1e-3), training=None, sgd=False):
+def setup(inpaint=False, spectral_norm=False, lr=(1e-3, 1e-3), training=None, sgd=False, contrastive_dim=0):
     cfg = GANConfig(image_size=16, base_channels=8, max_channels=32, z_dim=16, w_dim=32, inpaint=inpaint,
-                    spectral_norm=spectral_norm)
+                    spectral_norm=spectral_norm, contrastive_dim=contrastive_dim)
     g, d = Generator(cfg), Discriminator(cfg)
     if sgd:  # Adam's first steps are sign-like and would magnify float reassociation
         g_tx, d_tx = optax.sgd(lr[0]), optax.sgd(lr[1])
@@ -91,6 +92,24 @@ def test_split_r1_penalises_every_kth_row_at_every_step():
         assert float(metrics["r1"]) == pytest.approx(expected, rel=1e-4)
 
 
+def test_the_contrastive_loss_teaches_the_discriminator_which_caption_is_whose():
+    training = GANTraining(augment="", r1_gamma=0.0, contrastive_weight=1.0)
+    _, g, d, init, step, batch = setup(training=training, contrastive_dim=8, lr=(1e-3, 3e-3))
+    batch = dict(batch, cond=batch["cond"].at[1].set(batch["cond"][0]))  # rows 0 and 1: one caption
+    state = nn.unbox(init(jax.random.key(0)))
+    step = jax.jit(step)
+    matching = []
+    for i in range(20):
+        state, metrics = step(state, batch, jax.random.key(i))
+        matching.append(float(metrics["d_matching"]))
+    # Chance is log 7 (each row has its own caption and 6 others to choose from; the random heads
+    # start worse than chance, their logits being divided by the temperature 0.1).
+    assert matching[-1] < 0.1 * min(matching[0], np.log(7))
+    _, g, d, *_ = setup()  # no contrastive heads
+    with pytest.raises(ValueError, match="contrastive_dim"):
+        make_gan_step(g, d, optax.sgd(0.1), optax.sgd(0.1), training)
+
+
 def test_the_inpainting_step_trains_on_the_hole():
     _, _, _, init, step, batch = setup(inpaint=True, lr=(3e-3, 1e-3))
     state = nn.unbox(init(jax.random.key(0)))
@@ -105,9 +124,12 @@ def test_the_inpainting_step_trains_on_the_hole():
 @pytest.mark.parametrize("shape, r1_every", [((2, 2, 2), 1), ((8, 1, 1), 2)])
 def test_a_sharded_gan_step_matches_one_device(shape, r1_every):
     # No lax.cond holding collectives (XLA:CPU can run those out of order on fake devices): R1 at
-    # every step, on every row or (split) on every second row.
-    training = GANTraining(r1_gamma=1.0, r1_every=r1_every, r1_split=r1_every > 1)
-    _, _, _, init, step, batch = setup(spectral_norm=True, training=training, lr=(0.05, 0.05), sgd=True)
+    # every step, on every row or (split) on every second row; the second case also trains the
+    # contrastive heads, whose loss compares every pair of rows across the devices.
+    split = r1_every > 1
+    training = GANTraining(r1_gamma=1.0, r1_every=r1_every, r1_split=split, contrastive_weight=float(split))
+    _, _, _, init, step, batch = setup(spectral_norm=True, training=training, lr=(0.05, 0.05), sgd=True,
+                                       contrastive_dim=8 if split else 0)
 
     def run(mesh):
         abstract = jax.eval_shape(init, jax.random.key(0))

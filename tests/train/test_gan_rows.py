@@ -72,6 +72,21 @@ def test_the_data_and_the_generator_must_agree():
     config.gan.r1_schedule = "sometimes"
     with pytest.raises(ConfigurationError, match="gan.r1_schedule"):
         make_gan_parts(config, SoraModel(gan_config()), {"t2i"})
+    config.gan.r1_schedule, config.gan.lr_schedule = "auto", "linear"
+    with pytest.raises(ConfigurationError, match="gan.lr_schedule"):
+        make_gan_parts(config, SoraModel(gan_config()), {"t2i"})
+    config.gan.lr_schedule, config.gan.contrastive_weight = "constant", 1.0  # the generator has no heads
+    with pytest.raises(ConfigurationError, match="gan.contrastive_weight"):
+        make_gan_parts(config, SoraModel(gan_config()), {"t2i"})
+
+
+def test_the_cosine_schedule_takes_both_gan_learning_rates_to_zero():
+    from sora_jax.train.gan import learning_rate
+    cosine = learning_rate(1e-3, "cosine", 100)
+    assert float(cosine(0)) == pytest.approx(1e-3)
+    assert float(cosine(50)) == pytest.approx(0.5e-3)
+    assert float(cosine(100)) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(1e-3, "constant", 100) == 1e-3
     import dataclasses
     config = base.get_config()
     config.data.image_size = 16
