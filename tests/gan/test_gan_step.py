@@ -65,16 +65,22 @@ def test_each_update_lowers_its_own_loss():
                                rtol=1e-5, atol=1e-7)
 
 
+def metric_over_steps(init, step, batch, name, steps):
+    """metrics[name] at each of `steps` jitted steps from a fresh state (every loss finite)."""
+    state = nn.unbox(init(jax.random.key(0)))
+    step = jax.jit(step)
+    values = []
+    for i in range(steps):
+        state, metrics = step(state, batch, jax.random.key(i))
+        values.append(float(metrics[name]))
+        assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+    return values
+
+
 def test_lazy_r1_runs_every_k_steps_and_the_losses_fall_over_a_few_steps():
     _, _, _, init, step, batch = setup(spectral_norm=True, training=GANTraining(r1_gamma=1.0, r1_every=2,
                                                                               augment="translation,color,cutout"))
-    state = nn.unbox(init(jax.random.key(0)))
-    step = jax.jit(step)
-    r1 = []
-    for i in range(4):
-        state, metrics = step(state, batch, jax.random.key(i))
-        r1.append(float(metrics["r1"]))
-        assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+    r1 = metric_over_steps(init, step, batch, "r1", 4)
     assert r1[0] > 0 and r1[2] > 0 and r1[1] == 0 and r1[3] == 0
 
 
@@ -96,12 +102,7 @@ def test_the_contrastive_loss_teaches_the_discriminator_which_caption_is_whose()
     training = GANTraining(augment="", r1_gamma=0.0, contrastive_weight=1.0)
     _, g, d, init, step, batch = setup(training=training, contrastive_dim=8, lr=(1e-3, 3e-3))
     batch = dict(batch, cond=batch["cond"].at[1].set(batch["cond"][0]))  # rows 0 and 1: one caption
-    state = nn.unbox(init(jax.random.key(0)))
-    step = jax.jit(step)
-    matching = []
-    for i in range(20):
-        state, metrics = step(state, batch, jax.random.key(i))
-        matching.append(float(metrics["d_matching"]))
+    matching = metric_over_steps(init, step, batch, "d_matching", 20)
     # Chance is log 7 (each row has its own caption and 6 others to choose from; the random heads
     # start worse than chance, their logits being divided by the temperature 0.1).
     assert matching[-1] < 0.1 * min(matching[0], np.log(7))
