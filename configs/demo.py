@@ -24,6 +24,9 @@ def get_config(arg=None):
         shapes_classify=("shapes", "classify", 1), shakespeare=("shakespeare", "lm", 2), chat=("chat", "seq2seq", 1),
         shapes_t2i=("shapes", "t2i", 1), shapes_inpaint=("shapes", "inpaint", 1))
     c.data.tokenizer = "sentencepiece:train"  # word pieces: questions fit text_len whole
+    # The README's demo figures were measured with unigram pieces; BPE (the default since) keeps
+    # the shapes words whole and would change them, so the switch waits for a re-measurement.
+    c.data.sentencepiece_type = "unigram"
     c.data.vocab_size = 1024
     c.data.image_size = 16
     c.data.text_len = 24

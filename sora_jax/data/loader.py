@@ -15,6 +15,7 @@ from sora_jax.data.tokenizers import load_tokenizer, make_tokenizer, train_sente
 from sora_jax.data.tokenizers.base import CONFIG_FILE
 
 MIXTURE = "mixture"
+SENTENCEPIECE_TYPES = ("bpe", "unigram")
 
 
 def example_spec(data_cfg) -> ExampleSpec:
@@ -47,6 +48,9 @@ def tokenizer_from_config(data_cfg, workdir: str | None = None, *, process_index
     spec = data_cfg.tokenizer
     if spec != "sentencepiece:train":
         return make_tokenizer(spec)
+    if data_cfg.sentencepiece_type not in SENTENCEPIECE_TYPES:
+        raise DataError(f"must be one of {', '.join(SENTENCEPIECE_TYPES)}, got {data_cfg.sentencepiece_type!r}",
+                        file="config", field="data.sentencepiece_type")
     if not workdir:
         raise DataError("'sentencepiece:train' needs a workdir to save the tokenizer", file="config",
                         field="data.tokenizer")
@@ -73,7 +77,7 @@ def tokenizer_from_config(data_cfg, workdir: str | None = None, *, process_index
 
     # Trained into a temporary folder and renamed, so a reader never sees a half-written tokenizer.
     temp = f"{directory}.partial-{os.getpid()}"
-    train_sentencepiece(texts(), data_cfg.vocab_size, temp)
+    train_sentencepiece(texts(), data_cfg.vocab_size, temp, model_type=data_cfg.sentencepiece_type)
     os.replace(temp, directory)
     return load_tokenizer(directory)
 

@@ -281,6 +281,24 @@ def test_sentencepiece_trained_at_startup_is_saved_and_reused(tmp_path):
         loader.tokenizer_from_config(cfg.data, str(tmp_path / "other"), process_index=1, wait_seconds=0.1)
 
 
+def test_sentencepiece_type_bpe_keeps_the_shapes_words_whole_and_a_bad_type_names_its_key(tmp_path):
+    """Unigram on the templated shapes texts stops at ~60 pieces and spells words letter by
+    letter; the default BPE gives one piece per word."""
+    cfg = _config(name="shapes", task="vqa", tokenizer="sentencepiece:train", vocab_size=512)
+    cfg.data.shapes.num_train = 2000
+    assert cfg.data.sentencepiece_type == "bpe"
+    tok = loader.tokenizer_from_config(cfg.data, str(tmp_path / "bpe"))
+    caption = "a small red circle above a large blue square"
+    assert [tok.decode([i]).strip() for i in tok.encode(caption)] == caption.split()
+    assert len(tok.encode("what shape is the purple object?")) == 7  # six words and "?"
+    cfg.data.sentencepiece_type = "unigram"
+    unigram = loader.tokenizer_from_config(cfg.data, str(tmp_path / "unigram"))
+    assert len(unigram.encode(caption)) > len(caption.split())  # what the default avoids
+    cfg.data.sentencepiece_type = "wordpiece"
+    with pytest.raises(DataError, match="data.sentencepiece_type.*bpe, unigram"):
+        loader.tokenizer_from_config(cfg.data, str(tmp_path / "bad"))
+
+
 def test_workers_with_a_mixture_resume_exactly():
     cfg = _config(name="mixture", batch_size=4, image_size=16, num_workers=2)
     cfg.data.mixture = ml_collections.ConfigDict({
