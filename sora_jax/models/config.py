@@ -187,6 +187,9 @@ class SoraConfig:
     decoder: TextDecoderConfig = TextDecoderConfig()
     gan: GANConfig = GANConfig()  # the image generator (model.gan.enabled)
     num_classes: int = 0  # 0: no classification head
+    # One token-embedding table for the text encoder and the decoder (T5's "shared"): the word
+    # vectors the decoder learns by captioning are the ones questions are read with.
+    share_text_embeddings: bool = False
     dtype: str = "float32"  # computation dtype
     param_dtype: str = "float32"
 
@@ -194,9 +197,22 @@ class SoraConfig:
         _choice(self, path, dtype=DTYPES, param_dtype=DTYPES)
         if self.num_classes < 0:
             raise ConfigError(f"{path}.num_classes: must be >= 0, got {self.num_classes}")
+        if self.share_text_embeddings:
+            self._check_shareable(path)
         for name in ("text_encoder", "image_encoder", "fusion", "decoder", "gan"):
             getattr(self, name).validate(f"{path}.{name}")
         return self
+
+    def _check_shareable(self, path):
+        enc, dec = self.text_encoder, self.decoder
+        for field in ("vocab_size", "d_model"):
+            if getattr(enc, field) != getattr(dec, field):
+                raise ConfigError(f"{path}.share_text_embeddings: needs the same {field} in text_encoder "
+                                  f"({getattr(enc, field)}) and decoder ({getattr(dec, field)})")
+        for part in ("text_encoder", "decoder"):
+            if getattr(self, part).init_from:
+                raise ConfigError(f"{path}.share_text_embeddings: not with {path}.{part}.init_from "
+                                  f"(a pretrained part brings its own embedding table)")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], path: str = "model") -> "SoraConfig":

@@ -29,7 +29,7 @@ from sora_jax.models.fusion import Fusion
 from sora_jax.models.image_encoder import ImageEncoder
 from sora_jax.models.text_decoder import TextDecoder
 from sora_jax.models.text_encoder import TextEncoder
-from sora_jax.nn.linear import dense
+from sora_jax.nn.linear import Embed, dense
 
 
 class Encoded(NamedTuple):
@@ -43,10 +43,15 @@ class SoraModel(nn.Module):
 
     def setup(self):
         c = self.cfg
-        self.text_encoder = TextEncoder(c.text_encoder, c.dtype, c.param_dtype)
+        shared = None
+        if c.share_text_embeddings:
+            self.shared_text_embedding = Embed(c.decoder.vocab_size, c.decoder.d_model, dtype=jnp.dtype(c.dtype),
+                                               param_dtype=jnp.dtype(c.param_dtype))
+            shared = self.shared_text_embedding
+        self.text_encoder = TextEncoder(c.text_encoder, c.dtype, c.param_dtype, shared)
         self.image_encoder = ImageEncoder(c.image_encoder, c.dtype, c.param_dtype)
         self.fusion = Fusion(c.fusion, c.dtype, c.param_dtype)
-        self.decoder = TextDecoder(c.decoder, c.dtype, c.param_dtype)
+        self.decoder = TextDecoder(c.decoder, c.dtype, c.param_dtype, shared)
         if c.num_classes:
             self.classifier = dense(c.num_classes, ("embed", "classes"), dtype=jnp.dtype(c.dtype),
                                     param_dtype=jnp.dtype(c.param_dtype))

@@ -10,6 +10,8 @@ raise, and a clamped cache write would otherwise give plausible but wrong number
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -25,6 +27,7 @@ class TextDecoder(nn.Module):
     cfg: TextDecoderConfig
     dtype: str = "float32"
     param_dtype: str = "float32"
+    shared_token_embed: Any = None  # an Embed owned by SoraModel (model.share_text_embeddings)
 
     @nn.compact
     def __call__(self, tokens_BxT, memory_BxSxD=None, memory_valid_BxS=None, *, mask=None, positions_BxT=None,
@@ -59,7 +62,7 @@ class TextDecoder(nn.Module):
             if positions_BxT is None:
                 positions_BxT = jnp.broadcast_to(jnp.arange(T)[None], (B, T))
 
-        embedding = TextEmbedding(cfg, self.dtype, self.param_dtype, name="embedding")
+        embedding = TextEmbedding(cfg, self.dtype, self.param_dtype, self.shared_token_embed, name="embedding")
         x = embedding(tokens_BxT, positions_BxT, deterministic=deterministic)
         if not self.is_initializing():  # grads w.r.t. inputs when 'perturbations' is passed
             x = self.perturb("embeddings", x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -19,6 +21,7 @@ class TextEncoder(nn.Module):
     cfg: TextEncoderConfig
     dtype: str = "float32"
     param_dtype: str = "float32"
+    shared_token_embed: Any = None  # an Embed owned by SoraModel (model.share_text_embeddings)
 
     @nn.compact
     def __call__(self, tokens_BxT, valid_BxT=None, token_types_BxT=None, *, deterministic=True):
@@ -28,7 +31,7 @@ class TextEncoder(nn.Module):
             raise ValueError(f"text length {T} exceeds text_encoder.max_len {cfg.max_len}")
         valid_BxT = jnp.ones((B, T), bool) if valid_BxT is None else valid_BxT.astype(bool)
         positions_BxT = jnp.broadcast_to(jnp.arange(T)[None], (B, T))
-        x = TextEmbedding(cfg, self.dtype, self.param_dtype, name="embedding")(
+        x = TextEmbedding(cfg, self.dtype, self.param_dtype, self.shared_token_embed, name="embedding")(
             tokens_BxT, positions_BxT, token_types_BxT, deterministic=deterministic)
         if not self.is_initializing():  # grads w.r.t. inputs when 'perturbations' is passed
             x = self.perturb("embeddings", x)

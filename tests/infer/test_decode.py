@@ -1,6 +1,8 @@
 """Decoding: the KV-cache loop against naive recomputation, beam search against greedy and a
 hand-built distribution, and the sampling filters against known distributions."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -26,16 +28,21 @@ def naive_greedy(model, params, prompt, memory, valid, steps):
     return tokens
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    cfg = presets.tiny()
+def _tiny_run(cfg):
     model, params = init_params(cfg)
     enc = encode(model, params, make_batch(cfg))
     return model, params, enc.memory, enc.memory_valid, cfg.decoder.max_len
 
 
-def test_kv_cache_greedy_equals_naive_recomputation(tiny):
-    model, params, memory, valid, max_len = tiny
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny_run(presets.tiny())
+
+
+@pytest.mark.parametrize("share_text_embeddings", [False, True])
+def test_kv_cache_greedy_equals_naive_recomputation(share_text_embeddings):
+    model, params, memory, valid, max_len = _tiny_run(
+        dataclasses.replace(presets.tiny(), share_text_embeddings=share_text_embeddings))
     B = memory.shape[0]
     prompt = jnp.tile(jnp.asarray([[BOS, 5, 7]], jnp.int32), (B, 1))
     # eos_id -1: never stops, so every position is compared.

@@ -20,6 +20,7 @@ VARIANTS = {
                               text_encoder=dict(type_vocab_size=2, embed_norm=True, norm_position="post",
                                                 position="sinusoidal"),
                               image_encoder=dict(block="bottleneck", position="learned")),
+    "shared_text_embeddings": dict(share_text_embeddings=True),
 }
 
 
@@ -58,6 +59,51 @@ def test_every_parameter_has_logical_axis_names(variant):
         used = [a for a in spec if a is not None]
         assert len(used) == len(set(used)), spec  # no mesh axis used twice in one parameter
     assert {"embed", "mlp", "heads", "vocab", "conv_out", "layers"} <= names | {"layers"}
+
+
+def test_shared_text_embeddings_are_one_table_equal_to_copying_it_into_both_parts(tiny_config):
+    """model.share_text_embeddings: the encoder reads and the decoder reads and writes (tied logits)
+    one table. Reference: the unshared model with that table copied into both parts gives the same
+    logits, and the shared table's gradient is the sum of the two copies' gradients."""
+    shared_cfg = replace(tiny_config, share_text_embeddings=True)
+    batch = make_batch(tiny_config)
+    inputs = (batch["text"], batch["text_valid"], batch["images"], batch["dec"])
+    shared = nn.meta.unbox(SoraModel(shared_cfg).init(jax.random.key(0), *inputs)["params"])
+    plain = nn.meta.unbox(SoraModel(tiny_config).init(jax.random.key(0), *inputs)["params"])
+    table = shared["shared_text_embedding"]["embedding"]
+    assert "token_embed" not in shared["text_encoder"]["embedding"] and "token_embed" not in shared["decoder"]["embedding"]
+    assert count_parameters(shared)["total"] == count_parameters(plain)["total"] - table.size
+    copied = jax.tree_util.tree_map(lambda x: x, plain)
+    for part in ("text_encoder", "decoder"):
+        copied[part] = {k: v for k, v in shared[part].items()}
+        copied[part]["embedding"] = dict(shared[part]["embedding"], token_embed={"embedding": table})
+    for name in set(plain) - {"text_encoder", "decoder"}:
+        copied[name] = shared[name]
+
+    def loss(model, params):
+        enc = model.apply({"params": params}, *inputs[:3], method=SoraModel.encode)
+        logits = model.apply({"params": params}, inputs[3], enc.memory, enc.memory_valid, method=SoraModel.decode)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, inputs[3]).mean(), logits
+
+    (l_shared, logits_shared), g_shared = jax.value_and_grad(
+        lambda p: loss(SoraModel(shared_cfg), p), has_aux=True)(shared)
+    (l_copied, logits_copied), g_copied = jax.value_and_grad(
+        lambda p: loss(SoraModel(tiny_config), p), has_aux=True)(copied)
+    np.testing.assert_allclose(logits_shared, logits_copied, rtol=1e-5, atol=1e-5)
+    both = (g_copied["text_encoder"]["embedding"]["token_embed"]["embedding"]
+            + g_copied["decoder"]["embedding"]["token_embed"]["embedding"])
+    assert float(jnp.abs(g_copied["text_encoder"]["embedding"]["token_embed"]["embedding"]).max()) > 0
+    np.testing.assert_allclose(g_shared["shared_text_embedding"]["embedding"], both, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(decoder=dict(vocab_size=48)), "same vocab_size"),
+    (dict(text_encoder=dict(init_from="/some/bert")), "init_from"),
+])
+def test_shared_text_embeddings_need_matching_parts(tiny_config, change, message):
+    from sora_jax.models.errors import ConfigError
+    with pytest.raises(ConfigError, match=rf"model\.share_text_embeddings: .*{message}"):
+        replace(tiny_config, share_text_embeddings=True, **change)
 
 
 def test_grouped_query_attention_shares_key_value_heads(tiny_config):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from sora_jax.nn import masks
-from sora_jax.nn.attention_core import IMPLEMENTATIONS, cached_attention, dot_product_attention
+from sora_jax.nn.attention_core import IMPLEMENTATIONS, cached_attention, dot_product_attention, explicit_attention
+from sora_jax.nn.fused_attention import CAUSAL_SPLIT_MIN_LENGTH
 
 
 def numpy_attention(q, k, v, mask=None, bias=None):
@@ -116,6 +117,46 @@ def test_chunked_handles_chunks_that_do_not_divide_the_length():
     for chunk in (1, 5, 19, 64):
         out = dot_product_attention(q, k, v, mask, implementation="chunked", chunk_size=chunk)
         np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5, err_msg=f"chunk {chunk}")
+
+
+def _long_causal_case(dtype):
+    """Long enough for the causal split, with grouped-query heads and packed segments."""
+    B, T, N, K, H = 2, CAUSAL_SPLIT_MIN_LENGTH, 4, 2, 8
+    keys = jax.random.split(jax.random.key(3), 3)
+    seg = jnp.stack([jnp.repeat(jnp.arange(1, 5), T // 4), jnp.where(jnp.arange(T) < T - 9, 1, 0)])
+    q = jax.random.normal(keys[0], (B, T, N, H)).astype(dtype)
+    k, v = (jax.random.normal(key, (B, T, K, H)).astype(dtype) for key in keys[1:])
+    return q, k, v, masks.segment_mask(seg), None, True
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "bias" not in c] + ["long_causal"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_explicit_fast_path_equals_the_reference_forward_and_gradients(case, dtype):
+    """Without bias or dropout, "explicit" runs fused_attention (hand-written backward, causal
+    split): it must give the reference einsum implementation's outputs and gradients."""
+    q, k, v, mask, _, causal = _long_causal_case(dtype) if case == "long_causal" else make_case(case, dtype)
+    full_mask = masks.combine_masks(mask, masks.causal_mask(q.shape[1], k.shape[1]) if causal else None)
+    tol = 1e-5 if dtype == jnp.float32 else 3e-2
+    w = jnp.sin(jnp.arange(q.size, dtype=jnp.float32)).reshape(q.shape)
+
+    def loss(fast, q, k, v):
+        if fast:
+            out = dot_product_attention(q, k, v, mask, is_causal=causal)
+        else:
+            out = explicit_attention(q, k, v, full_mask, scale=q.shape[-1] ** -0.5)
+        return jnp.sum(out.astype(jnp.float32) * w), out
+
+    grad_fn = jax.jit(jax.grad(loss, argnums=(1, 2, 3), has_aux=True), static_argnums=0)
+    grads_ref, out_ref = grad_fn(False, q, k, v)
+    grads, out = grad_fn(True, q, k, v)
+    assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(out_ref, np.float32), atol=tol, rtol=tol)
+    for name, g, g_ref in zip(("dq", "dk", "dv"), grads, grads_ref):
+        scale = max(1.0, float(jnp.max(jnp.abs(g_ref.astype(jnp.float32)))))
+        np.testing.assert_allclose(np.asarray(g, np.float32) / scale, np.asarray(g_ref, np.float32) / scale,
+                                   atol=tol * 4, rtol=0, err_msg=name)
+    if case == "fully_masked":  # the row with no key has zero output and passes no gradient
+        assert not np.any(np.asarray(out[1], np.float32)) and not np.any(np.asarray(grads[0][1], np.float32))
 
 
 def _compiled_temp_bytes(fn, T):
