@@ -10,7 +10,9 @@ A width-128 model at 32x32 pixels on BPE word pieces, 3,600 steps of batch 64: 2
 the 2-core CPU machine (1,708 s from launch to the last eval). Measured there (full validation
 split, greedy decoding): caption exact match 0.893 (BLEU 94.8, ROUGE-L 0.97), VQA exact match
 0.817, shape classification 0.931. A run of the same settings stopped at 3,400 steps (1,605 s)
-reached 0.891 / 0.877 / 0.922: VQA differs by several points between runs. The issue's aim of
+reached 0.891 / 0.877 / 0.922: VQA differs by several points between runs. With the attention
+fast path (sora_jax/nn/fused_attention.py), on a machine whose matmul is ~1.5x faster: 0.894 /
+0.881 / 0.919 in 1,534 s. The issue's aim of
 0.9 exact match for both within 30 minutes is close for captions and not reached for VQA. One-
 object captions and questions are all right; what remains is binding in two- and three-object
 scenes, above all "is there a C S?" answered "yes" when C and S belong to different objects.
