@@ -162,6 +162,7 @@ def train(config, workdir: str) -> int:
         log.info("resumed from step %d in %s", step, ckpt.directory)
     else:
         step, state = 0, backend.init(jax.random.key(config.seed), pretrained=init_from.load(imports, model_cfg))
+    saved_step = step if restored is not None else None  # the step the newest checkpoint holds
     writer = MetricWriter(workdir, enabled=is_main)
     text_eval = GeneratedEval.create(config, model, tokenizer)
     gan_eval = None
@@ -228,6 +229,7 @@ def train(config, workdir: str) -> int:
             if boundary_ckpt:
                 save_start = time.perf_counter()
                 ckpt.save(step, backend.host_state(state), iterator, meta)
+                saved_step = step
                 blocked = time.perf_counter() - save_start
                 ckpt_blocked += blocked
                 total_blocked += blocked
@@ -236,7 +238,9 @@ def train(config, workdir: str) -> int:
         else:  # stopped by a signal: save where we are
             if pending:
                 _flush(pending, step, t.nonfinite)
-            ckpt.save(step, backend.host_state(state), iterator, meta, force=True)
+            # A signal right after a periodic save (or a resume) finds this step saved already.
+            if step != saved_step:
+                ckpt.save(step, backend.host_state(state), iterator, meta, force=True)
             log.info("stopped by signal %s at step %d; checkpoint saved", stop.signal, step)
         ckpt.wait()
     finally:
