@@ -33,18 +33,24 @@ class Linear(nn.Module):
     kernel_init: Any = None
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, *, weights_only=False):
+        """y; or, with weights_only, (kernel, bias or None) for an x of this shape, not applied (so a
+        caller can fuse several projections of the same input into one matmul)."""
         in_dims = x.shape[-self.num_in:]
         n_in, n_out = len(in_dims), len(self.features)
         init = self.kernel_init or nn.initializers.variance_scaling(
             1.0, "fan_in", "truncated_normal", in_axis=tuple(range(n_in)), out_axis=tuple(range(n_in, n_in + n_out)))
         kernel = self.param("kernel", logical(init, self.kernel_axes), tuple(in_dims) + tuple(self.features),
                             self.param_dtype)
-        contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
-        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())))
+        bias = None
         if self.use_bias:
             bias = self.param("bias", logical(nn.initializers.zeros_init(), self.kernel_axes[n_in:]),
                               tuple(self.features), self.param_dtype)
+        if weights_only:
+            return kernel, bias
+        contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
+        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())))
+        if bias is not None:
             y = y + bias.astype(self.dtype).reshape((1,) * (y.ndim - n_out) + tuple(self.features))
         return y
 

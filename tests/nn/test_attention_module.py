@@ -10,26 +10,33 @@ from sora_jax.nn import MultiHeadAttention, key_padding_mask
 from tests.nn.test_attention_core import numpy_attention
 
 
-@pytest.mark.parametrize("kind,kv_heads", [("self", 4), ("self", 2), ("cross", 1)])
-def test_projections_and_attention_match_numpy(kind, kv_heads):
+# ("self", 4): q, k and v in one fused matmul; ("self", 2): grouped-query, three matmuls.
+@pytest.mark.parametrize("kind,kv_heads,use_bias", [("self", 4, True), ("self", 4, False), ("self", 2, True),
+                                                    ("cross", 1, True)])
+def test_projections_and_attention_match_numpy(kind, kv_heads, use_bias):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 5, 16)).astype(np.float32)
     memory = rng.normal(size=(2, 7, 12)).astype(np.float32) if kind == "cross" else None
     source = x if memory is None else memory
     valid = np.arange(source.shape[1])[None, :] < np.array([[source.shape[1] - 2], [source.shape[1]]])
     mask = key_padding_mask(jnp.asarray(valid))
-    layer = MultiHeadAttention(num_heads=4, head_dim=8, num_kv_heads=kv_heads, kind=kind)
+    layer = MultiHeadAttention(num_heads=4, head_dim=8, num_kv_heads=kv_heads, kind=kind, use_bias=use_bias)
     variables = layer.init(jax.random.key(0), x, memory, mask)
-    got = layer.apply(variables, x, memory, mask)
-    p = jax.tree.map(np.asarray, nn.meta.unbox(variables["params"]))
+    names = {"kernel", "bias"} if use_bias else {"kernel"}
+    assert {k: set(v) for k, v in variables["params"].items()} == {  # the same parameters, fused or not
+        "query": names, "key": names, "value": names, "out": names}
+    # Random biases too (they start at zero), so that each projection's bias is checked.
+    p = jax.tree.map(lambda a: rng.normal(size=a.shape).astype(np.float32) * 0.3,
+                     nn.meta.unbox(variables["params"]))
+    got = layer.apply({"params": p}, x, memory, mask)
 
     def project(inp, name):
-        return np.einsum("btd,dnh->btnh", inp, p[name]["kernel"]) + p[name]["bias"]
+        return np.einsum("btd,dnh->btnh", inp, p[name]["kernel"]) + p[name].get("bias", 0.0)
 
     attn = numpy_attention(project(x, "query"), project(source, "key"), project(source, "value"),
                            mask=np.asarray(mask))
-    want = np.einsum("btnh,nhd->btd", attn, p["out"]["kernel"]) + p["out"]["bias"]
-    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+    want = np.einsum("btnh,nhd->btd", attn, p["out"]["kernel"]) + p["out"].get("bias", 0.0)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4, rtol=1e-4)
     assert p["key"]["kernel"].shape == (source.shape[-1], kv_heads, 8)
 
 
