@@ -211,6 +211,40 @@ def test_questions_have_correct_unambiguous_answers():
     assert {"zero", "one", "two", "three", "small", "large"} <= set(answers)
 
 
+def test_existence_share_sets_the_rate_of_existence_questions_in_train_only():
+    natural, weighted = ShapesSource("train"), ShapesSource("train", existence_share=0.6)
+    existence_only = 0
+    for index in range(400):
+        full, record = natural[index], weighted[index]
+        assert record["caption"] == full["caption"] and record["objects"] == full["objects"]
+        kinds = {q.startswith("is there") for q, _ in record["qa"]}
+        assert len(kinds) == 1  # one kind per record: a pair drawn from it is existence at the set rate
+        existence_only += kinds == {True}
+        # The same questions as the natural record's, split by kind (the "no" ones drawn the same way).
+        assert all(pair in full["qa"] for pair in record["qa"])
+        assert {tuple(p) for p in full["qa"] if p[0].startswith("is there") in kinds} == {
+            tuple(p) for p in record["qa"]}
+    assert abs(existence_only / 400 - 0.6) < 4 * (0.6 * 0.4 / 400) ** 0.5
+    assert ShapesSource("train", existence_share=0.0)[3]["qa"] == natural[3]["qa"]
+    with pytest.raises(ValueError, match="existence_share"):
+        ShapesSource(existence_share=1.5)
+
+
+def test_existence_share_leaves_evaluation_splits_alone_and_bad_values_name_the_key():
+    from sora_jax.data.config import data_config
+    from sora_jax.data.datasets import open_dataset
+    from sora_jax.data.errors import DataError
+    cfg = data_config()
+    cfg.shapes.existence_share = 1.0
+    train, _, _ = open_dataset("shapes", "train", cfg, None)
+    validation, _, _ = open_dataset("shapes", "validation", cfg, None)
+    assert all(q.startswith("is there") for q, _ in train[0]["qa"])
+    assert validation[0]["qa"] == ShapesSource("validation")[0]["qa"]
+    cfg.shapes.existence_share = -0.1
+    with pytest.raises(DataError, match="data.shapes.*existence_share must be in"):
+        open_dataset("shapes", "train", cfg, None)
+
+
 @pytest.mark.parametrize("label_kind", ["shape", "count"])
 def test_labels(label_kind):
     source = ShapesSource(label_kind=label_kind)

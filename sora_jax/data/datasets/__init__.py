@@ -36,9 +36,13 @@ def open_dataset(name: str, split: str, data_cfg, tokenizer, component=None, tas
         from sora_jax.data.datasets.shapes import ShapesSource, label_names
         o = data_cfg.shapes
         size = {"train": o.num_train, "validation": o.num_validation}.get(split)
-        source = ShapesSource(split, image_size=data_cfg.image_size or 32, num_examples=size, seed=o.seed,
-                              holdout=_parse_holdout(o.holdout), label_kind=o.label_kind,
-                              max_objects=o.max_objects)
+        try:
+            source = ShapesSource(split, image_size=data_cfg.image_size or 32, num_examples=size, seed=o.seed,
+                                  holdout=_parse_holdout(o.holdout), label_kind=o.label_kind,
+                                  max_objects=o.max_objects,
+                                  existence_share=o.existence_share if split == "train" else 0.0)
+        except ValueError as e:
+            raise DataError(str(e), file="config", field="data.shapes") from None
         # Captions are the LM text; classification stays image-only (a caption would give the label away).
         fields = FieldNames(text="caption" if task == "lm" else "text")
         return source, fields, {"num_classes": len(label_names(o.label_kind))}

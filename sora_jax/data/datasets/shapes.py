@@ -76,8 +76,15 @@ class ShapesSource:
     """Random-access source of `shapes` records (grain style: len() and [index])."""
 
     def __init__(self, split: str = "train", *, image_size: int = 32, num_examples: int | None = None,
-                 seed: int = 0, holdout: Iterable = (), label_kind: str = "shape", max_objects: int = MAX_OBJECTS):
+                 seed: int = 0, holdout: Iterable = (), label_kind: str = "shape", max_objects: int = MAX_OBJECTS,
+                 existence_share: float = 0.0):
+        """existence_share > 0: each record's "qa" list holds only its "is there a C S?" questions
+        with this probability, and only the other questions otherwise, so a VQA task drawing one pair
+        per record asks existence questions at this rate (0: every question, ~28% existence)."""
         _check_choice("split", split, SPLITS)
+        if not 0.0 <= existence_share <= 1.0:
+            raise ValueError(f"shapes: existence_share must be in [0, 1], got {existence_share}")
+        self.existence_share = float(existence_share)
         if not 1 <= max_objects <= MAX_OBJECTS:
             raise ValueError(f"shapes: max_objects must be in [1, {MAX_OBJECTS}], got {max_objects}")
         self.max_objects = max_objects
@@ -109,10 +116,14 @@ class ShapesSource:
         # would teach the model that they cannot exist.
         unaskable = self.holdout if self.split != "holdout" else ()
         label = _label(objects, self.label_kind)
+        qa = questions_and_answers(objects, rng, unaskable)
+        if self.existence_share:
+            existence = rng.random() < self.existence_share
+            qa = [pair for pair in qa if pair[0].startswith("is there") == existence]
         return {
             "image": draw_scene(objects, self.image_size),
             "caption": caption(objects),
-            "qa": questions_and_answers(objects, rng, unaskable),
+            "qa": qa,
             "label": label,
             "label_name": self.label_names[label],
             "objects": objects,
@@ -123,7 +134,8 @@ class ShapesSource:
     def __repr__(self) -> str:
         return (f"ShapesSource(split={self.split!r}, image_size={self.image_size}, "
                 f"num_examples={self.num_examples}, seed={self.seed}, holdout={self.holdout}, "
-                f"label_kind={self.label_kind!r}, max_objects={self.max_objects})")
+                f"label_kind={self.label_kind!r}, max_objects={self.max_objects}, "
+                f"existence_share={self.existence_share})")
 
     def _sample_scene(self, rng: np.random.Generator) -> list[dict]:
         """Redraws whole scenes until one belongs to this split (rejection keeps splits disjoint)."""
