@@ -77,16 +77,14 @@ class ShapesSource:
 
     def __init__(self, split: str = "train", *, image_size: int = 32, num_examples: int | None = None,
                  seed: int = 0, holdout: Iterable = (), label_kind: str = "shape", max_objects: int = MAX_OBJECTS,
-                 existence_share: float = 0.0, color_counts: bool = False):
+                 existence_share: float = 0.0):
         """existence_share > 0: each record's "qa" list holds only its "is there a C S?" questions
         with this probability, and only the other questions otherwise, so a VQA task drawing one pair
-        per record asks existence questions at this rate (0: every question, ~28% existence).
-        color_counts: also "how many C objects are there?" for the scene's colours and as many
-        absent ones ("zero"), the only questions that teach that a colour is missing."""
+        per record asks existence questions at this rate (0: every question, ~28% existence)."""
         _check_choice("split", split, SPLITS)
         if not 0.0 <= existence_share <= 1.0:
             raise ValueError(f"shapes: existence_share must be in [0, 1], got {existence_share}")
-        self.existence_share, self.color_counts = float(existence_share), bool(color_counts)
+        self.existence_share = float(existence_share)
         if not 1 <= max_objects <= MAX_OBJECTS:
             raise ValueError(f"shapes: max_objects must be in [1, {MAX_OBJECTS}], got {max_objects}")
         self.max_objects = max_objects
@@ -119,8 +117,6 @@ class ShapesSource:
         unaskable = self.holdout if self.split != "holdout" else ()
         label = _label(objects, self.label_kind)
         qa = questions_and_answers(objects, rng, unaskable)
-        if self.color_counts:
-            qa += color_count_questions(objects, rng)
         if self.existence_share:
             existence = rng.random() < self.existence_share
             qa = [pair for pair in qa if pair[0].startswith("is there") == existence]
@@ -139,7 +135,7 @@ class ShapesSource:
         return (f"ShapesSource(split={self.split!r}, image_size={self.image_size}, "
                 f"num_examples={self.num_examples}, seed={self.seed}, holdout={self.holdout}, "
                 f"label_kind={self.label_kind!r}, max_objects={self.max_objects}, "
-                f"existence_share={self.existence_share}, color_counts={self.color_counts})")
+                f"existence_share={self.existence_share})")
 
     def _sample_scene(self, rng: np.random.Generator) -> list[dict]:
         """Redraws whole scenes until one belongs to this split (rejection keeps splits disjoint)."""
@@ -295,15 +291,6 @@ def questions_and_answers(objects: list[dict], rng: np.random.Generator, unaskab
     for i in sorted(rng.choice(len(absent), size=min(len(present), len(absent)), replace=False)):
         qa.append([f"is there a {absent[i][0]} {absent[i][1]}?", "no"])
     return qa
-
-
-def color_count_questions(objects: list[dict], rng: np.random.Generator) -> list[list[str]]:
-    """"how many C objects are there?" for every colour in the scene and as many absent colours."""
-    present = [c for c in COLORS if any(o["color"] == c for o in objects)]
-    absent = [c for c in COLORS if c not in present]
-    asked = present + [absent[i] for i in sorted(rng.choice(len(absent), size=min(len(present), len(absent)),
-                                                            replace=False))]
-    return [[f"how many {c} objects are there?", COUNT_WORDS[sum(o["color"] == c for o in objects)]] for c in asked]
 
 
 def _label(objects: list[dict], label_kind: str) -> int:
