@@ -50,10 +50,7 @@ def data_config() -> ml_collections.ConfigDict:
     # Bundled dataset options.
     # holdout: "red/triangle,blue/circle"; label_kind: shape, count, or object (color and shape of
     # the largest object); max_objects: 1 .. 3 objects per scene; existence_share: in [0, 1], the
-    # rate of "is there a C S?" among training VQA questions (0: natural, ~28%; evaluation keeps it);
-    # near_miss_share: in [0, 1], the rate of training "no" existence questions that name a shape of
-    # the scene in a colour it lacks there (0: absent combinations drawn uniformly; evaluation too).
+    # rate of "is there a C S?" among training VQA questions (0: natural, ~28%; evaluation keeps it).
     c.shapes = ml_collections.ConfigDict(dict(num_train=20000, num_validation=1000, label_kind="shape",
-                                              holdout="", seed=0, max_objects=3, existence_share=0.0,
-                                              near_miss_share=0.0))
+                                              holdout="", seed=0, max_objects=3, existence_share=0.0))
     return c

@@ -245,61 +245,6 @@ def test_existence_share_leaves_evaluation_splits_alone_and_bad_values_name_the_
         open_dataset("shapes", "train", cfg, None)
 
 
-def _no_questions(record):
-    """(color, shape, near miss?) of each "no" existence question; near miss: the shape is in the scene."""
-    shapes_here = {o["shape"] for o in record["objects"]}
-    out = []
-    for question, answer in record["qa"]:
-        if question.startswith("is there") and answer == "no":
-            color, shape = question[len("is there a "):-1].split(" ")
-            out.append((color, shape, shape in shapes_here))
-    return out
-
-
-def near_miss_rate(source, n=400):
-    flags = [near for index in range(n) for _, _, near in _no_questions(source[index])]
-    return sum(flags) / len(flags)
-
-
-def test_near_miss_share_asks_for_a_shape_of_the_scene_in_a_colour_it_lacks():
-    natural = ShapesSource("train")
-    always = ShapesSource("train", near_miss_share=1.0, holdout=[("red", "triangle")])
-    same_scenes = ShapesSource("train", holdout=[("red", "triangle")])
-    for index in range(300):
-        record = always[index]
-        for question, answer in record["qa"]:  # still every answer right
-            assert answer == answer_from_objects(question, record["objects"]), question
-        nos = _no_questions(record)
-        assert len(set(nos)) == len(nos)
-        shapes_here = [o["shape"] for o in record["objects"]]
-        # Every "no" is a near miss unless the scene's shapes have no colour left to ask about.
-        askable_near = sum(len(COLORS) - len({o["color"] for o in record["objects"] if o["shape"] == s})
-                           - (s == "triangle") for s in set(shapes_here))
-        assert sum(near for _, _, near in nos) == min(len(nos), askable_near)
-        assert ("red", "triangle", True) not in nos  # held-out combinations are never asked
-        answers = [a for q, a in record["qa"] if q.startswith("is there")]
-        assert answers.count("yes") == answers.count("no")
-        assert record["caption"] == same_scenes[index]["caption"]  # only the "no" questions change
-    # Uniform draws name a shape of the scene about half the time; a share p makes it p + (1-p) of that.
-    base, half = near_miss_rate(natural), near_miss_rate(ShapesSource("train", near_miss_share=0.5))
-    assert 0.4 < base < 0.65
-    assert abs(half - (0.5 + 0.5 * base)) < 0.06
-    assert ShapesSource("train", near_miss_share=0.0)[5]["qa"] == natural[5]["qa"]
-    with pytest.raises(ValueError, match="near_miss_share must be in"):
-        ShapesSource(near_miss_share=2.0)
-
-
-def test_near_miss_share_applies_to_train_only():
-    from sora_jax.data.config import data_config
-    from sora_jax.data.datasets import open_dataset
-    cfg = data_config()
-    cfg.shapes.near_miss_share = 1.0
-    train, _, _ = open_dataset("shapes", "train", cfg, None)
-    validation, _, _ = open_dataset("shapes", "validation", cfg, None)
-    assert near_miss_rate(train, 100) == 1.0
-    assert validation[0]["qa"] == ShapesSource("validation")[0]["qa"]
-
-
 @pytest.mark.parametrize("label_kind", ["shape", "count"])
 def test_labels(label_kind):
     source = ShapesSource(label_kind=label_kind)

@@ -40,8 +40,7 @@ def open_dataset(name: str, split: str, data_cfg, tokenizer, component=None, tas
             source = ShapesSource(split, image_size=data_cfg.image_size or 32, num_examples=size, seed=o.seed,
                                   holdout=_parse_holdout(o.holdout), label_kind=o.label_kind,
                                   max_objects=o.max_objects,
-                                  existence_share=o.existence_share if split == "train" else 0.0,
-                                  near_miss_share=o.near_miss_share if split == "train" else 0.0)
+                                  existence_share=o.existence_share if split == "train" else 0.0)
         except ValueError as e:
             raise DataError(str(e), file="config", field="data.shapes") from None
         # Captions are the LM text; classification stays image-only (a caption would give the label away).

@@ -77,19 +77,14 @@ class ShapesSource:
 
     def __init__(self, split: str = "train", *, image_size: int = 32, num_examples: int | None = None,
                  seed: int = 0, holdout: Iterable = (), label_kind: str = "shape", max_objects: int = MAX_OBJECTS,
-                 existence_share: float = 0.0, near_miss_share: float = 0.0):
+                 existence_share: float = 0.0):
         """existence_share > 0: each record's "qa" list holds only its "is there a C S?" questions
         with this probability, and only the other questions otherwise, so a VQA task drawing one pair
-        per record asks existence questions at this rate (0: every question, ~28% existence).
-        near_miss_share > 0: each "no" existence question is drawn, with this probability, among the
-        near misses, a shape of the scene in a colour it does not have there ("is there a green
-        circle?" beside a red circle), and otherwise uniformly among the absent combinations as at 0
-        (where ~half are near misses; the rest name a missing shape, which "how many Ss?" teaches)."""
+        per record asks existence questions at this rate (0: every question, ~28% existence)."""
         _check_choice("split", split, SPLITS)
-        for name, value in (("existence_share", existence_share), ("near_miss_share", near_miss_share)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"shapes: {name} must be in [0, 1], got {value}")
-        self.existence_share, self.near_miss_share = float(existence_share), float(near_miss_share)
+        if not 0.0 <= existence_share <= 1.0:
+            raise ValueError(f"shapes: existence_share must be in [0, 1], got {existence_share}")
+        self.existence_share = float(existence_share)
         if not 1 <= max_objects <= MAX_OBJECTS:
             raise ValueError(f"shapes: max_objects must be in [1, {MAX_OBJECTS}], got {max_objects}")
         self.max_objects = max_objects
@@ -121,7 +116,7 @@ class ShapesSource:
         # would teach the model that they cannot exist.
         unaskable = self.holdout if self.split != "holdout" else ()
         label = _label(objects, self.label_kind)
-        qa = questions_and_answers(objects, rng, unaskable, self.near_miss_share)
+        qa = questions_and_answers(objects, rng, unaskable)
         if self.existence_share:
             existence = rng.random() < self.existence_share
             qa = [pair for pair in qa if pair[0].startswith("is there") == existence]
@@ -140,7 +135,7 @@ class ShapesSource:
         return (f"ShapesSource(split={self.split!r}, image_size={self.image_size}, "
                 f"num_examples={self.num_examples}, seed={self.seed}, holdout={self.holdout}, "
                 f"label_kind={self.label_kind!r}, max_objects={self.max_objects}, "
-                f"existence_share={self.existence_share}, near_miss_share={self.near_miss_share})")
+                f"existence_share={self.existence_share})")
 
     def _sample_scene(self, rng: np.random.Generator) -> list[dict]:
         """Redraws whole scenes until one belongs to this split (rejection keeps splits disjoint)."""
@@ -273,11 +268,9 @@ def caption(objects: list[dict]) -> str:
     return ", ".join(ordered[:-1]) + " and " + ordered[-1]
 
 
-def questions_and_answers(objects: list[dict], rng: np.random.Generator, unaskable=(),
-                          near_miss_share: float = 0.0) -> list[list[str]]:
+def questions_and_answers(objects: list[dict], rng: np.random.Generator, unaskable=()) -> list[list[str]]:
     """Every question whose answer is unambiguous, plus as many "no" existence questions as
-    "yes" ones (about combinations not in `unaskable`) so yes/no stays balanced; a share of
-    those names a shape of the scene (see ShapesSource)."""
+    "yes" ones (about combinations not in `unaskable`) so yes/no stays balanced."""
     qa = []
     for shape in SHAPES:
         same_shape = [o for o in objects if o["shape"] == shape]
@@ -295,28 +288,9 @@ def questions_and_answers(objects: list[dict], rng: np.random.Generator, unaskab
     combos = [(c, s) for c in COLORS for s in SHAPES]
     qa += [[f"is there a {c} {s}?", "yes"] for c, s in combos if (c, s) in present]
     absent = [(c, s) for c, s in combos if (c, s) not in present and (c, s) not in unaskable]
-    count = min(len(present), len(absent))
-    if near_miss_share:
-        chosen = _near_miss_first(absent, {s for _, s in present}, count, near_miss_share, rng)
-    else:  # the natural draw (kept separate so default records stay what they always were)
-        chosen = rng.choice(len(absent), size=count, replace=False)
-    for i in sorted(chosen):
+    for i in sorted(rng.choice(len(absent), size=min(len(present), len(absent)), replace=False)):
         qa.append([f"is there a {absent[i][0]} {absent[i][1]}?", "no"])
     return qa
-
-
-def _near_miss_first(absent, scene_shapes, count, share, rng) -> list[int]:
-    """`count` distinct indices into `absent`: each a near miss (its shape is in the scene) with
-    probability `share` while any are left, otherwise a uniform draw among all those left."""
-    left = list(range(len(absent)))
-    chosen = []
-    for _ in range(count):
-        near = [i for i in left if absent[i][1] in scene_shapes]
-        pool = near if near and rng.random() < share else left
-        pick = pool[int(rng.integers(len(pool)))]
-        left.remove(pick)
-        chosen.append(pick)
-    return chosen
 
 
 def _label(objects: list[dict], label_kind: str) -> int:
