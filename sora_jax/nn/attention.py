@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from sora_jax.nn.attention_core import cached_attention, dot_product_attention
-from sora_jax.nn.linear import dense
+from sora_jax.nn.linear import dense, matmul_trailing
 from sora_jax.nn.positions import apply_rope
 
 
@@ -80,7 +80,7 @@ class MultiHeadAttention(nn.Module):
         kernel's head sharding, so tensor parallelism moves nothing."""
         weights = [p(x_BxTxD, weights_only=True) for p in projections]
         kernel_Ex3xNxH = jnp.stack([w.astype(self.dtype) for w, _ in weights], axis=1)
-        qkv_BxTx3xNxH = jnp.einsum("bte,esnh->btsnh", x_BxTxD.astype(self.dtype), kernel_Ex3xNxH)
+        qkv_BxTx3xNxH = matmul_trailing(x_BxTxD.astype(self.dtype), kernel_Ex3xNxH, 1)
         if self.use_bias:
             qkv_BxTx3xNxH = qkv_BxTx3xNxH + jnp.stack([b.astype(self.dtype) for _, b in weights])[None, None]
         return qkv_BxTx3xNxH[:, :, 0], qkv_BxTx3xNxH[:, :, 1], qkv_BxTx3xNxH[:, :, 2]

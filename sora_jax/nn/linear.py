@@ -6,6 +6,7 @@ can map names such as "embed" or "mlp" to mesh axes by rules kept in config.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -13,8 +14,33 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
+
+
 def logical(init, names: Sequence[str | None]):
     return nn.with_logical_partitioning(init, tuple(names))
+
+
+def matmul_trailing(x, kernel, num_in: int, *, transpose_kernel=False, preferred_element_type=None):
+    """x [..., in_dims] . kernel [in_dims, out_dims] -> [..., out_dims] (transpose_kernel: kernel is
+    [out_dims, in_dims]), computed as one 2-D matmul over the flattened leading axes.
+
+    The same product as a dot_general over the unflattened axes, but for that form XLA:CPU computes
+    the weight gradient (a contraction over batch and length together) as a transposed copy of the
+    output gradient feeding a slow matmul; flattened, it is one fast matmul. The 6-layer, 384-wide
+    benchmark LM's train step: 1,680 -> 1,480 ms. Reshaping leading axes is free elsewhere."""
+    lead = x.shape[:x.ndim - num_in]
+    in_size = math.prod(x.shape[x.ndim - num_in:])
+    if transpose_kernel:
+        out_dims = kernel.shape[:kernel.ndim - num_in]
+        k2 = kernel.reshape(math.prod(out_dims), in_size)
+        contract = ((1,), (1,))
+    else:
+        out_dims = kernel.shape[num_in:]
+        k2 = kernel.reshape(in_size, math.prod(out_dims))
+        contract = ((1,), (0,))
+    y = jax.lax.dot_general(x.reshape(math.prod(lead), in_size), k2, (contract, ((), ())),
+                            preferred_element_type=preferred_element_type)
+    return y.reshape(lead + tuple(out_dims))
 
 
 class Linear(nn.Module):
@@ -48,8 +74,7 @@ class Linear(nn.Module):
                               tuple(self.features), self.param_dtype)
         if weights_only:
             return kernel, bias
-        contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
-        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (contract, ((), ())))
+        y = matmul_trailing(x.astype(self.dtype), kernel.astype(self.dtype), n_in)
         if bias is not None:
             y = y + bias.astype(self.dtype).reshape((1,) * (y.ndim - n_out) + tuple(self.features))
         return y
@@ -86,5 +111,5 @@ class Embed(nn.Module):
 
     def attend(self, x_BxTxD):
         table = jnp.asarray(self.embedding, self.dtype)
-        return jnp.einsum("btd,vd->btv", x_BxTxD.astype(self.dtype), table,
-                          preferred_element_type=jnp.float32)
+        return matmul_trailing(x_BxTxD.astype(self.dtype), table, 1, transpose_kernel=True,
+                               preferred_element_type=jnp.float32)

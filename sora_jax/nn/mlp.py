@@ -8,13 +8,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sora_jax.nn.activations import gelu_exact
 from sora_jax.nn.linear import dense
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "swiglu")
 
 
 def _activation(name):
-    return {"gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    return {"gelu": gelu_exact,
             "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
             "relu": jax.nn.relu}[name]
 
