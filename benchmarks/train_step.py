@@ -3,12 +3,14 @@ roofline, and the share of wall time the loop is blocked by checkpoint saves.
 
     python benchmarks/train_step.py                # d_model 256 and 512 at sequence 256, and the
                                                    # 6-layer / 6-head / 384-wide target model
-    python benchmarks/train_step.py --steps=5
+    python benchmarks/train_step.py --steps=5 --rounds=3
 
 Model FLOPs per step use the PaLM / nanoGPT convention, 6 N tokens + 12 layers d_model T tokens
 (N: parameters outside embeddings), so figures compare with theirs. The roofline is a plain
-float32 jnp.dot of 2048 x 2048 measured in the same process. Checkpoint blocking: the time the
-loop waits in an (asynchronous) Orbax save, over 100 steps plus that wait.
+float32 jnp.dot of 2048 x 2048 measured in the same process. The step time is the median of
+`rounds` timings of `steps` steps each (a shared machine's noise is mostly one-sided).
+Checkpoint blocking: the time the loop waits in an (asynchronous) Orbax save, over 100 steps
+plus that wait.
 Prints a table and writes JSON (benchmarks/results/train_step.json).
 """
 
@@ -58,7 +60,7 @@ def lm_batch(batch, seq):
     return spec, b
 
 
-def measure(name, steps, roofline):
+def measure(name, steps, rounds, roofline):
     layers, heads, width, batch, seq = MODELS[name]
     decoder = TextDecoderConfig(num_layers=layers, num_heads=heads, d_model=width, mlp_dim=4 * width, max_len=seq,
                                 vocab_size=VOCAB, cross_attention=False, scan_layers=False)
@@ -74,11 +76,14 @@ def measure(name, steps, roofline):
     for _ in range(2):  # compile and warm up
         state, metrics = backend.step(state, batch_arrays, key)
     jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(steps):
-        state, metrics = backend.step(state, batch_arrays, key)
-    jax.block_until_ready(state)
-    step_s = (time.perf_counter() - start) / steps
+    timings = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(steps):
+            state, metrics = backend.step(state, batch_arrays, key)
+        jax.block_until_ready(state)
+        timings.append((time.perf_counter() - start) / steps)
+    step_s = float(np.median(timings))
     params = state.params
     n = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params)
             if "embedding" not in jax.tree_util.keystr(path))
@@ -92,7 +97,8 @@ def measure(name, steps, roofline):
         blocked = time.perf_counter() - save_start
         ckpt.close()
     return {"model": name, "layers": layers, "heads": heads, "d_model": width, "batch": batch, "sequence": seq,
-            "non_embedding_params": int(n), "step_ms": 1e3 * step_s, "tokens_per_s": tokens / step_s,
+            "non_embedding_params": int(n), "step_ms": 1e3 * step_s, "step_ms_rounds": [1e3 * t for t in timings],
+            "tokens_per_s": tokens / step_s,
             "model_gflops_per_s": flops / step_s / 1e9, "fraction_of_matmul_roofline": flops / step_s / roofline,
             "checkpoint_blocked_s": blocked, "checkpoint_blocked_fraction_at_100_steps": blocked / (100 * step_s + blocked)}
 
@@ -101,10 +107,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=results_path("train_step"))
     args = parser.parse_args()
     roofline = matmul_flops_per_s()
-    rows = [measure(name, args.steps, roofline) for name in args.models.split(",")]
+    rows = [measure(name, args.steps, args.rounds, roofline) for name in args.models.split(",")]
     report(roofline, rows, COLUMNS, args.out)
 
 
