@@ -1,24 +1,43 @@
-"""LayerNorm and RMSNorm with named scale/bias, statistics always in float32."""
+"""LayerNorm and RMSNorm with named scale/bias, statistics always in float32 (see norm_ops.py)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from sora_jax.nn.linear import logical
+from sora_jax.nn.norm_ops import layer_norm, rms_norm
 
 NORMS = ("layernorm", "rmsnorm")
+
+
+class Norm(nn.Module):
+    """Normalizes the last axis; parameters "scale" (and "bias" for layernorm) as flax's norms name
+    them, so checkpoints and imported weights map one to one."""
+
+    kind: str = "layernorm"
+    epsilon: float = 1e-6
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    axis_name: str = "embed"
+
+    @nn.compact
+    def __call__(self, x):
+        features = (x.shape[-1],)
+        scale = self.param("scale", logical(nn.initializers.ones_init(), (self.axis_name,)), features,
+                           self.param_dtype)
+        if self.kind == "layernorm":
+            bias = self.param("bias", logical(nn.initializers.zeros_init(), (self.axis_name,)), features,
+                              self.param_dtype)
+            return layer_norm(x, scale, bias, self.epsilon).astype(self.dtype)
+        return rms_norm(x, scale, self.epsilon).astype(self.dtype)
 
 
 def make_norm(kind: str, *, eps: float = 1e-6, dtype=jnp.float32, param_dtype=jnp.float32,
               axis_name: str = "embed", name=None):
     """kind: "layernorm" (scale and bias) or "rmsnorm" (scale only)."""
-    ones = logical(nn.initializers.ones_init(), (axis_name,))
-    if kind == "layernorm":
-        return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=param_dtype, scale_init=ones,
-                            bias_init=logical(nn.initializers.zeros_init(), (axis_name,)),
-                            use_fast_variance=False, force_float32_reductions=True, name=name)
-    if kind == "rmsnorm":
-        return nn.RMSNorm(epsilon=eps, dtype=dtype, param_dtype=param_dtype, scale_init=ones,
-                          use_fast_variance=False, force_float32_reductions=True, name=name)
-    raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+    return Norm(kind, eps, dtype, param_dtype, axis_name, name=name)
