@@ -4,8 +4,9 @@ recipe (4 layers, 4 heads, width 128, context 64, batch 12, 2,000 steps, no drop
     python -m sora_jax.main --config=configs/shakespeare_char.py --workdir=runs/shakespeare_char
 
 nanoGPT's recipe reaches validation loss 1.93 (nats per byte) on the same text in 94 s on the
-2-core development machine. This config, measured there: 1.915 at step 700, 44.8 s after launch
-with the compilation cache warm (46-51 s cold); 1.70 after all 2,000 steps (~125 s). Rotary
+2-core development machine. This config, measured there (2026-12-01): 1.918 at step 700, 34.6 s
+after launch; 1.706 after all 2,000 steps (86 s). (Before the flattened dense matmuls and the
+hand-written norm derivatives: 1.915 at step 700 in 44.8 s warm, 46-51 s cold.) Rotary
 positions halve the steps to 1.93 (learned positions: ~1,300); ReLU steps ~8% faster than GELU
 for the same curve. Time to a loss: the `wall_time` of the first eval row below it in
 metrics.jsonl, minus the launch time.
