@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from sora_jax.nn.attention_core import cached_attention, dot_product_attention
 from sora_jax.nn.linear import dense, matmul_trailing
+from sora_jax.nn.low_precision_matmul import is_low_precision
 from sora_jax.nn.positions import apply_rope
 
 
@@ -79,10 +80,13 @@ class MultiHeadAttention(nn.Module):
         stay those of three separate projections. Stacking (not concatenating heads) keeps each
         kernel's head sharding, so tensor parallelism moves nothing."""
         weights = [p(x_BxTxD, weights_only=True) for p in projections]
-        kernel_Ex3xNxH = jnp.stack([w.astype(self.dtype) for w, _ in weights], axis=1)
-        qkv_BxTx3xNxH = matmul_trailing(x_BxTxD.astype(self.dtype), kernel_Ex3xNxH, 1)
-        if self.use_bias:
-            qkv_BxTx3xNxH = qkv_BxTx3xNxH + jnp.stack([b.astype(self.dtype) for _, b in weights])[None, None]
+        kernel_Ex3xNxH = jnp.stack([w for w, _ in weights], axis=1)
+        bias_3xNxH = jnp.stack([b for _, b in weights]) if self.use_bias else None
+        # On CPU the attention itself runs in float32 (see fused_attention): hand it float32 q/k/v
+        # rather than rounding them to bfloat16 and back (in both passes).
+        wide = jnp.float32 if jax.default_backend() == "cpu" and is_low_precision(self.dtype) else None
+        qkv_BxTx3xNxH = matmul_trailing(x_BxTxD.astype(self.dtype), kernel_Ex3xNxH, 1, bias=bias_3xNxH,
+                                        preferred_element_type=wide)
         return qkv_BxTx3xNxH[:, :, 0], qkv_BxTx3xNxH[:, :, 1], qkv_BxTx3xNxH[:, :, 2]
 
     def _project_out(self, out, D, kw):

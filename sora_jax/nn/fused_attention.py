@@ -19,6 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from sora_jax.nn.low_precision_matmul import is_low_precision
 from sora_jax.nn.masks import causal_mask, combine_masks
 
 CAUSAL_SPLIT_MIN_LENGTH = 128  # shorter sequences: the split's extra ops cost more than they save
@@ -69,6 +70,11 @@ def _rows(mask, start, stop, keys):
 
 def fused_attention(q, k, v, mask=None, *, scale, is_causal=False):
     """softmax(q k^T * scale, masked) v without bias or dropout; see the module docstring."""
+    if jax.default_backend() == "cpu" and is_low_precision(q.dtype):
+        # XLA:CPU's batched bfloat16 dots run slower than float32 ones, and its fusions that
+        # assemble bfloat16 gradients here are slower still: compute in float32, round once.
+        f32 = (x.astype(jnp.float32) for x in (q, k, v))
+        return fused_attention(*f32, mask, scale=scale, is_causal=is_causal).astype(q.dtype)
     B, T, N, H = q.shape
     S, K = k.shape[1], k.shape[2]
     if K != N:  # grouped-query attention: query head n reads key/value head n // (N // K)

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sora_jax.nn.low_precision_matmul import is_low_precision, low_precision_matmul
+
 Dtype = Any
 
 
@@ -20,14 +22,18 @@ def logical(init, names: Sequence[str | None]):
     return nn.with_logical_partitioning(init, tuple(names))
 
 
-def matmul_trailing(x, kernel, num_in: int, *, transpose_kernel=False, preferred_element_type=None):
+def matmul_trailing(x, kernel, num_in: int, *, bias=None, transpose_kernel=False, preferred_element_type=None):
     """x [..., in_dims] . kernel [in_dims, out_dims] -> [..., out_dims] (transpose_kernel: kernel is
-    [out_dims, in_dims]), computed as one 2-D matmul over the flattened leading axes.
+    [out_dims, in_dims]), plus bias [out_dims] if given, computed as one 2-D matmul over the
+    flattened leading axes.
 
     The same product as a dot_general over the unflattened axes, but for that form XLA:CPU computes
     the weight gradient (a contraction over batch and length together) as a transposed copy of the
     output gradient feeding a slow matmul; flattened, it is one fast matmul. The 6-layer, 384-wide
-    benchmark LM's train step: 1,680 -> 1,480 ms. Reshaping leading axes is free elsewhere."""
+    benchmark LM's train step: 1,680 -> 1,480 ms. Reshaping leading axes is free elsewhere.
+
+    The product is computed in x's dtype; the kernel is cast to it. bfloat16 / float16 x go
+    through `low_precision_matmul` (float32 accumulation, the gradient in the kernel's dtype)."""
     lead = x.shape[:x.ndim - num_in]
     in_size = math.prod(x.shape[x.ndim - num_in:])
     if transpose_kernel:
@@ -38,9 +44,16 @@ def matmul_trailing(x, kernel, num_in: int, *, transpose_kernel=False, preferred
         out_dims = kernel.shape[num_in:]
         k2 = kernel.reshape(in_size, math.prod(out_dims))
         contract = ((1,), (0,))
-    y = jax.lax.dot_general(x.reshape(math.prod(lead), in_size), k2, (contract, ((), ())),
-                            preferred_element_type=preferred_element_type)
-    return y.reshape(lead + tuple(out_dims))
+    x2 = x.reshape(math.prod(lead), in_size)
+    if is_low_precision(x.dtype):  # bfloat16 / float16 compute; kernel and bias are cast inside
+        bias2 = None if bias is None else bias.reshape(-1)
+        y = low_precision_matmul(x2, k2, bias2, transpose_kernel, jnp.dtype(preferred_element_type or x.dtype))
+        return y.reshape(lead + tuple(out_dims))
+    y = jax.lax.dot_general(x2, k2.astype(x.dtype), (contract, ((), ())),
+                            preferred_element_type=preferred_element_type).reshape(lead + tuple(out_dims))
+    if bias is not None:
+        y = y + bias.astype(y.dtype).reshape((1,) * len(lead) + tuple(out_dims))
+    return y
 
 
 class Linear(nn.Module):
@@ -74,10 +87,7 @@ class Linear(nn.Module):
                               tuple(self.features), self.param_dtype)
         if weights_only:
             return kernel, bias
-        y = matmul_trailing(x.astype(self.dtype), kernel.astype(self.dtype), n_in)
-        if bias is not None:
-            y = y + bias.astype(self.dtype).reshape((1,) * (y.ndim - n_out) + tuple(self.features))
-        return y
+        return matmul_trailing(x.astype(self.dtype), kernel, n_in, bias=bias)
 
 
 def dense(features, kernel_axes, *, axis=-1, use_bias=True, dtype=jnp.float32,
@@ -110,6 +120,5 @@ class Embed(nn.Module):
         return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
 
     def attend(self, x_BxTxD):
-        table = jnp.asarray(self.embedding, self.dtype)
-        return matmul_trailing(x_BxTxD.astype(self.dtype), table, 1, transpose_kernel=True,
+        return matmul_trailing(x_BxTxD.astype(self.dtype), jnp.asarray(self.embedding), 1, transpose_kernel=True,
                                preferred_element_type=jnp.float32)

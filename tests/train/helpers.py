@@ -56,11 +56,11 @@ def batches(n, batch_size=8, seed=0, spec=SPEC, gan=False):
     return out
 
 
-def tiny_model(scan_layers: bool = True):
-    """The tiny preset with its layer stacks scanned or unrolled."""
+def tiny_model(scan_layers: bool = True, dtype: str = "float32"):
+    """The tiny preset with its layer stacks scanned or unrolled, computing in dtype."""
     cfg = presets.tiny()
-    return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), scan_layers=scan_layers)
-                                       for name in xla_cpu.STACKS})
+    return dataclasses.replace(cfg, dtype=dtype, **{
+        name: dataclasses.replace(getattr(cfg, name), scan_layers=scan_layers) for name in xla_cpu.STACKS})
 
 
 def gan_parts(model, rows=0):
@@ -80,13 +80,13 @@ def gan_parts(model, rows=0):
 
 
 def run_steps(mesh_shape=(1, 1, 1), backend="jit", steps=3, microbatches=1, o=None, scan_layers=True,
-              batch_size=8, gan=False):
+              batch_size=8, gan=False, dtype="float32"):
     """(losses per step, final params as numpy) for the tiny model, set up as the trainer does.
     gan: the batches also have t2i / inpaint rows; the losses then add the GAN's, and the
     parameters include the generator's, the discriminator's and the EMA."""
     n = int(np.prod(mesh_shape))
     mesh = make_mesh(mesh_shape, jax.devices()[:n])
-    model = SoraModel(xla_cpu.avoid_collective_deadlocks(tiny_model(scan_layers), mesh))
+    model = SoraModel(xla_cpu.avoid_collective_deadlocks(tiny_model(scan_layers, dtype), mesh))
     parts = None
     if gan:
         model, parts = gan_parts(model)
