@@ -10,10 +10,12 @@ import jax
 import jax.numpy as jnp
 
 
-def matmul_flops_per_s(n=2048, repeats=10):
-    """FLOP/s of a plain float32 n x n jnp.dot here and now: the practical roofline."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
+def matmul_flops_per_s(n=2048, repeats=10, dtype=jnp.float32):
+    """FLOP/s of a plain n x n jnp.dot here and now: the practical roofline. In bfloat16 the
+    product accumulates in float32 (preferred_element_type), the form XLA:CPU runs on its fast
+    bfloat16 kernels (a bfloat16-output dot there runs ~5x slower)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
     start = time.perf_counter()
     for _ in range(repeats):
@@ -25,7 +27,7 @@ def results_path(name: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}.json")
 
 
-def report(roofline, rows, columns, path):
+def report(roofline, rows, columns, path, extra=None):
     """Prints the roofline and a table (columns: (header, width, row -> text)), writes JSON."""
     print(f"plain f32 matmul: {roofline / 1e9:.0f} GFLOP/s ({jax.devices()[0].platform}, {os.cpu_count()} cpus)")
     print(" ".join(f"{header:>{width}}" for header, width, _ in columns))
@@ -33,5 +35,6 @@ def report(roofline, rows, columns, path):
         print(" ".join(f"{cell(row):>{width}}" for _, width, cell in columns))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        json.dump({"matmul_gflops_per_s": roofline / 1e9, "jax": jax.__version__, "rows": rows}, f, indent=2)
+        json.dump({"matmul_gflops_per_s": roofline / 1e9, "jax": jax.__version__, **(extra or {}), "rows": rows},
+                  f, indent=2)
     print(f"wrote {path}")

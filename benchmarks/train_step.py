@@ -2,12 +2,15 @@
 roofline, and the share of wall time the loop is blocked by checkpoint saves.
 
     python benchmarks/train_step.py                # d_model 256 and 512 at sequence 256, and the
-                                                   # 6-layer / 6-head / 384-wide target model
-    python benchmarks/train_step.py --steps=5 --rounds=3
+                                                   # 6-layer / 6-head / 384-wide target model,
+                                                   # computing in float32 and in bfloat16
+    python benchmarks/train_step.py --models=target_6L_384 --dtypes=float32 --steps=5 --rounds=3
 
 Model FLOPs per step use the PaLM / nanoGPT convention, 6 N tokens + 12 layers d_model T tokens
 (N: parameters outside embeddings), so figures compare with theirs. The roofline is a plain
-float32 jnp.dot of 2048 x 2048 measured in the same process. The step time is the median of
+float32 jnp.dot of 2048 x 2048 measured in the same process; bfloat16 rows (mixed precision:
+bfloat16 products accumulated in float32, float32 parameters and optimizer state) are also
+given against a bfloat16 jnp.dot's roofline (`of own dtype's`). The step time is the median of
 `rounds` timings of `steps` steps each (a shared machine's noise is mostly one-sided).
 Checkpoint blocking: the time the loop waits in an (asynchronous) Orbax save, over 100 steps
 plus that wait.
@@ -41,10 +44,12 @@ MODELS = {  # name: (layers, heads, d_model, batch, sequence)
     "target_6L_384": (6, 6, 384, 16, 256),
 }
 VOCAB = 320
-COLUMNS = [("model", 14, lambda r: r["model"]), ("params", 10, lambda r: f"{r['non_embedding_params']:,}"),
+COLUMNS = [("model", 14, lambda r: r["model"]), ("dtype", 9, lambda r: r["dtype"]),
+           ("params", 10, lambda r: f"{r['non_embedding_params']:,}"),
            ("step ms", 9, lambda r: f"{r['step_ms']:.0f}"), ("tokens/s", 9, lambda r: f"{r['tokens_per_s']:.0f}"),
            ("GFLOP/s", 8, lambda r: f"{r['model_gflops_per_s']:.0f}"),
-           ("of roofline", 11, lambda r: f"{r['fraction_of_matmul_roofline']:.2f}"),
+           ("of f32 roofline", 15, lambda r: f"{r['fraction_of_matmul_roofline']:.2f}"),
+           ("of own dtype's", 14, lambda r: f"{r['fraction_of_same_dtype_roofline']:.2f}"),
            ("ckpt blocked", 13, lambda r: f"{100 * r['checkpoint_blocked_fraction_at_100_steps']:.2f}%")]
 
 
@@ -60,11 +65,11 @@ def lm_batch(batch, seq):
     return spec, b
 
 
-def measure(name, steps, rounds, roofline):
+def measure(name, dtype, steps, rounds, rooflines):
     layers, heads, width, batch, seq = MODELS[name]
     decoder = TextDecoderConfig(num_layers=layers, num_heads=heads, d_model=width, mlp_dim=4 * width, max_len=seq,
                                 vocab_size=VOCAB, cross_attention=False, scan_layers=False)
-    model = SoraModel(dataclasses.replace(presets.tiny(), decoder=decoder, num_classes=0).validate())
+    model = SoraModel(dataclasses.replace(presets.tiny(), decoder=decoder, num_classes=0, dtype=dtype).validate())
     o = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-3, warmup_steps=0, schedule="constant",
                                        end_lr_fraction=1.0, weight_decay=0.1, b1=0.9, b2=0.99, eps=1e-8, clip_norm=1.0))
     spec, host_batch = lm_batch(batch, seq)
@@ -96,23 +101,30 @@ def measure(name, steps, rounds, roofline):
         ckpt.save(1, state, iterator, {})
         blocked = time.perf_counter() - save_start
         ckpt.close()
-    return {"model": name, "layers": layers, "heads": heads, "d_model": width, "batch": batch, "sequence": seq,
+    return {"model": name, "dtype": dtype, "layers": layers, "heads": heads, "d_model": width, "batch": batch, "sequence": seq,
             "non_embedding_params": int(n), "step_ms": 1e3 * step_s, "step_ms_rounds": [1e3 * t for t in timings],
             "tokens_per_s": tokens / step_s,
-            "model_gflops_per_s": flops / step_s / 1e9, "fraction_of_matmul_roofline": flops / step_s / roofline,
+            "model_gflops_per_s": flops / step_s / 1e9, "fraction_of_matmul_roofline": flops / step_s / rooflines["float32"],
+            "fraction_of_same_dtype_roofline": flops / step_s / rooflines[dtype],
             "checkpoint_blocked_s": blocked, "checkpoint_blocked_fraction_at_100_steps": blocked / (100 * step_s + blocked)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes (parameters stay float32)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=results_path("train_step"))
     args = parser.parse_args()
-    roofline = matmul_flops_per_s()
-    rows = [measure(name, args.steps, args.rounds, roofline) for name in args.models.split(",")]
-    report(roofline, rows, COLUMNS, args.out)
+    dtypes = args.dtypes.split(",")
+    rooflines = {d: matmul_flops_per_s(dtype=d) for d in dict.fromkeys(["float32"] + dtypes)}
+    rows = [measure(name, dtype, args.steps, args.rounds, rooflines)
+            for dtype in dtypes for name in args.models.split(",")]
+    for d, flops in rooflines.items():
+        print(f"{d} matmul (float32 accumulation): {flops / 1e9:.0f} GFLOP/s")
+    report(rooflines["float32"], rows, COLUMNS, args.out, extra={"matmul_gflops_per_s_by_dtype": {
+        d: flops / 1e9 for d, flops in rooflines.items()}})
 
 
 if __name__ == "__main__":
