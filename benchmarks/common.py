@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 
 
-def matmul_flops_per_s(n=2048, repeats=10, dtype=jnp.float32):
-    """FLOP/s of a plain n x n jnp.dot here and now: the practical roofline. In bfloat16 the
-    product accumulates in float32 (preferred_element_type), the form XLA:CPU runs on its fast
-    bfloat16 kernels (a bfloat16-output dot there runs ~5x slower)."""
+def matmul_flops_per_s(n=2048, repeats=10, rounds=5, dtype=jnp.float32):
+    """FLOP/s of a plain n x n jnp.dot here and now: the practical roofline; the median of
+    `rounds` timings of `repeats` products (one timing swung by 15% on the shared machine). In
+    bfloat16 the product accumulates in float32 (preferred_element_type), the form XLA:CPU runs
+    on its fast bfloat16 kernels (a bfloat16-output dot there runs ~5x slower)."""
     a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        f(a).block_until_ready()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
+    timings = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            f(a).block_until_ready()
+        timings.append(time.perf_counter() - start)
+    return 2 * n ** 3 * repeats / statistics.median(timings)
 
 
 def results_path(name: str) -> str:
