@@ -1,4 +1,4 @@
-"""The demo: the whole Sora model trained on the bundled data, in about ten minutes on 2 CPU cores.
+"""The demo: the whole Sora model trained on the bundled data, in about six minutes on 2 CPU cores.
 
     python -m sora_jax.main --config=configs/demo.py --workdir=runs/demo
     python -m sora_jax.report --workdir=runs/demo        # runs/demo/report.html (what `make demo` does)

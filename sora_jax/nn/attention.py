@@ -50,7 +50,7 @@ class MultiHeadAttention(nn.Module):
 
         if self.kind == "self":
             if kv_heads == self.num_heads:
-                q, k, v = self._fused_projections(x_BxTxD, (project_q, project_k, project_v))
+                q, k, v = self._fused_projections(x_BxTxD, (project_q, project_k, project_v), decode)
             else:
                 q, k, v = project_q(x_BxTxD), project_k(x_BxTxD), project_v(x_BxTxD)
             if self.use_rope:
@@ -74,7 +74,7 @@ class MultiHeadAttention(nn.Module):
             deterministic=deterministic)
         return self._project_out(out, D, kw)
 
-    def _fused_projections(self, x_BxTxD, projections):
+    def _fused_projections(self, x_BxTxD, projections, decode=False):
         """q, k and v as one matmul against their kernels stacked on a new axis: one [E, 3NH] product
         runs faster than three [E, NH] ones on CPU, and the parameters (names, shapes, shardings)
         stay those of three separate projections. Stacking (not concatenating heads) keeps each
@@ -82,9 +82,11 @@ class MultiHeadAttention(nn.Module):
         weights = [p(x_BxTxD, weights_only=True) for p in projections]
         kernel_Ex3xNxH = jnp.stack([w for w, _ in weights], axis=1)
         bias_3xNxH = jnp.stack([b for _, b in weights]) if self.use_bias else None
-        # On CPU the attention itself runs in float32 (see fused_attention): hand it float32 q/k/v
-        # rather than rounding them to bfloat16 and back (in both passes).
-        wide = jnp.float32 if jax.default_backend() == "cpu" and is_low_precision(self.dtype) else None
+        # On CPU the training attention runs in float32 (see fused_attention): hand it float32
+        # q/k/v rather than rounding them to bfloat16 and back (in both passes). Not when
+        # decoding: the key/value cache keeps the compute dtype.
+        cpu_low_precision = jax.default_backend() == "cpu" and is_low_precision(self.dtype)
+        wide = jnp.float32 if cpu_low_precision and not decode else None
         qkv_BxTx3xNxH = matmul_trailing(x_BxTxD.astype(self.dtype), kernel_Ex3xNxH, 1, bias=bias_3xNxH,
                                         preferred_element_type=wide)
         return qkv_BxTx3xNxH[:, :, 0], qkv_BxTx3xNxH[:, :, 1], qkv_BxTx3xNxH[:, :, 2]

@@ -205,3 +205,12 @@ def test_sharded_products_equal_one_device_exactly():
                            shard(bias, P("tensor")), shard(d_y, P(("data", "fsdp"), "tensor")))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(np.asarray(g, np.float32), np.asarray(w, np.float32))
+
+
+def test_bfloat16_decoding_keeps_a_bfloat16_key_value_cache():
+    layer = MultiHeadAttention(num_heads=2, head_dim=4, max_cache_len=8, dtype=jnp.bfloat16)
+    x = jnp.ones((1, 1, 8), F32)
+    variables = layer.init(jax.random.key(0), x, decode=True, cache_index=0)
+    y, cache = layer.apply(variables, x, decode=True, cache_index=0, mutable=["cache"])
+    assert y.dtype == jnp.bfloat16
+    assert {leaf.dtype for leaf in jax.tree.leaves(cache)} == {jnp.dtype(jnp.bfloat16)}
