@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from sora_jax.gan.losses import LOSSES
-from sora_jax.models.errors import ConfigError
+from sora_jax.errors import ConfigError
 
 TEXT_CONDITIONING = ("frozen", "joint")  # stop-gradient into the text encoder, or train it too
 

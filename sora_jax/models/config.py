@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from sora_jax.gan.config import GANConfig
-from sora_jax.models.errors import ConfigError
+from sora_jax.errors import ConfigError
 from sora_jax.nn import grad_barrier
 from sora_jax.nn.attention_core import IMPLEMENTATIONS
 from sora_jax.nn.conv import ACTIVATIONS as CONV_ACTIVATIONS

@@ -1,5 +1,5 @@
-"""The model configuration error (its own module so that the GAN config can use it too)."""
+"""The model configuration error (defined in `sora_jax.errors`; kept importable from here)."""
 
+from sora_jax.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A model configuration value is wrong; the message starts with its full key."""
+__all__ = ["ConfigError"]
