@@ -13,7 +13,10 @@ bfloat16 products accumulated in float32, float32 parameters and optimizer state
 given against a bfloat16 jnp.dot's roofline (`of own dtype's`). The step time is the median of
 `rounds` timings of `steps` steps each (a shared machine's noise is mostly one-sided).
 Checkpoint blocking: the time the loop waits in an (asynchronous) Orbax save, over 100 steps
-plus that wait.
+plus that wait. Host memory is set up as the trainer does (config.train.reuse_host_memory, see
+sora_jax/train/host_memory.py); `--host_memory=release` measures glibc's default instead, which
+maps and page-faults XLA:CPU's per-step buffer afresh every step (page faults per step are in
+the JSON).
 Prints a table and writes JSON (benchmarks/results/train_step.json).
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import resource
 import tempfile
 import time
 
@@ -34,6 +38,7 @@ from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.models import SoraModel, TextDecoderConfig, presets
 from sora_jax.train import optimizer
 from sora_jax.train.backends import JitBackend
+from sora_jax.train import host_memory
 from sora_jax.train.checkpoint import Checkpointer
 from sora_jax.train.mesh import make_mesh
 from sora_jax.train.partitioning import DEFAULT_RULES
@@ -78,16 +83,18 @@ def measure(name, dtype, steps, rounds, rooflines):
     state = backend.init(jax.random.key(0))
     batch_arrays = backend.put_batch(host_batch)
     key = jax.random.key(1)
-    for _ in range(2):  # compile and warm up
+    for _ in range(3):  # compile and warm up (the reused heap settles in a step or two)
         state, metrics = backend.step(state, batch_arrays, key)
     jax.block_until_ready(state)
     timings = []
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(steps):
             state, metrics = backend.step(state, batch_arrays, key)
         jax.block_until_ready(state)
         timings.append((time.perf_counter() - start) / steps)
+    faults_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / (rounds * steps)
     step_s = float(np.median(timings))
     params = state.params
     n = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params)
@@ -103,7 +110,7 @@ def measure(name, dtype, steps, rounds, rooflines):
         ckpt.close()
     return {"model": name, "dtype": dtype, "layers": layers, "heads": heads, "d_model": width, "batch": batch, "sequence": seq,
             "non_embedding_params": int(n), "step_ms": 1e3 * step_s, "step_ms_rounds": [1e3 * t for t in timings],
-            "tokens_per_s": tokens / step_s,
+            "tokens_per_s": tokens / step_s, "page_faults_per_step": faults_per_step,
             "model_gflops_per_s": flops / step_s / 1e9, "fraction_of_matmul_roofline": flops / step_s / rooflines["float32"],
             "fraction_of_same_dtype_roofline": flops / step_s / rooflines[dtype],
             "checkpoint_blocked_s": blocked, "checkpoint_blocked_fraction_at_100_steps": blocked / (100 * step_s + blocked)}
@@ -116,7 +123,11 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=results_path("train_step"))
+    parser.add_argument("--host_memory", choices=("reuse", "release"), default="reuse",
+                        help="reuse: keep freed host memory, as the trainer does; release: glibc's default")
     args = parser.parse_args()
+    if args.host_memory == "reuse":  # before jax starts its threads
+        host_memory.reuse_freed_memory()
     dtypes = args.dtypes.split(",")
     rooflines = {d: matmul_flops_per_s(dtype=d) for d in dict.fromkeys(["float32"] + dtypes)}
     rows = [measure(name, dtype, args.steps, args.rounds, rooflines)
@@ -124,7 +135,7 @@ def main():
     for d, flops in rooflines.items():
         print(f"{d} matmul (float32 accumulation): {flops / 1e9:.0f} GFLOP/s")
     report(rooflines["float32"], rows, COLUMNS, args.out, extra={"matmul_gflops_per_s_by_dtype": {
-        d: flops / 1e9 for d, flops in rooflines.items()}})
+        d: flops / 1e9 for d, flops in rooflines.items()}, "host_memory": args.host_memory})
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def _main(argv):
     parent = os.path.dirname(workdir)
     if not os.path.isdir(parent):
         _fail(f"--workdir: parent directory {parent} does not exist")
+    if config.train.reuse_host_memory:  # before the runtime starts its threads
+        from sora_jax.train import host_memory
+        host_memory.reuse_freed_memory()
     # Our own progress at INFO; library internals (Orbax, XLA bridges) only when they warn.
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("sora_jax").setLevel(logging.INFO)

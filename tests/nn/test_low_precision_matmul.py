@@ -1,5 +1,6 @@
 """bfloat16 / float16 matmuls (`low_precision_matmul`, through `matmul_trailing` and Linear)
-against float32 references on the same rounded inputs; the attention's float32 compute on CPU;
+against float32 references on the same rounded inputs; float32 narrowing layers on CPU against
+autodiff; the attention's float32 compute on CPU;
 and, on the compiled program, that every product of the layer stays a low-precision dot (the
 property the speed rests on, checked without timing anything)."""
 
@@ -154,6 +155,54 @@ def test_on_cpu_all_three_products_compile_to_bfloat16_dots():
     assert len(_low_precision_dots(text)) == 3, text
 
 
+def _dot_output_shapes(compiled_text):
+    return re.findall(r"= f32\[([\d,]+)\][^\n]*? dot\(", compiled_text)
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,num_in", [
+    ((4, 5, 48), (48, 12), 1),       # an MLP's output projection (narrowing)
+    ((4, 5, 3, 16), (3, 16, 12), 2),  # attention output projection with more inputs than outputs
+    ((4, 5, 12), (12, 48), 1),       # widening: plain autodiff
+])
+def test_float32_layers_match_autodiff_and_narrowing_ones_get_a_wide_minor_weight_gradient(
+        x_shape, kernel_shape, num_in):
+    """float32 layers with more inputs than outputs go through the custom backward on CPU, whose
+    weight gradient is computed as [outputs, inputs] (XLA:CPU's faster orientation) and copied
+    to [inputs, outputs]. Same values as autodiff of the plain product; the orientation is
+    checked on the program compiled at the default optimisation level."""
+    rng = np.random.default_rng(11)
+    x = jnp.asarray(rng.normal(size=x_shape), F32)
+    kernel = jnp.asarray(rng.normal(size=kernel_shape), F32)
+    bias = jnp.asarray(rng.normal(size=kernel_shape[num_in:]), F32)
+    letters = "abc"[:len(x_shape) - num_in]
+    ins, outs = "pq"[:num_in], "u"
+    d_y = jnp.asarray(rng.normal(size=x_shape[:len(letters)] + kernel_shape[num_in:]), F32)
+
+    def plain(x, kernel, bias):
+        return jnp.einsum(f"{letters}{ins},{ins}{outs}->{letters}{outs}", x, kernel, precision="highest") + bias[(None,) * len(letters)]
+
+    def ours(x, kernel, bias):
+        return matmul_trailing(x, kernel, num_in, bias=bias)
+
+    def fwd_bwd(f):
+        def run(x, kernel, bias):
+            y, vjp = jax.vjp(f, x, kernel, bias)
+            return (y,) + vjp(d_y)
+        return jax.jit(run)
+
+    for got, want in zip(fwd_bwd(ours)(x, kernel, bias), fwd_bwd(plain)(x, kernel, bias)):
+        assert got.dtype == F32 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    text = fwd_bwd(ours).lower(x, kernel, bias).compile(
+        compiler_options={"xla_backend_optimization_level": 3}).as_text()
+    n_in, n_out = np.prod(kernel_shape[:num_in]), np.prod(kernel_shape[num_in:])
+    shapes = set(_dot_output_shapes(text))
+    if n_in > n_out:
+        assert f"{n_out},{n_in}" in shapes and f"{n_in},{n_out}" not in shapes, shapes
+    else:
+        assert f"{n_in},{n_out}" in shapes, shapes
+
+
 def test_bfloat16_attention_on_cpu_is_the_float32_attention_rounded_once():
     rng = np.random.default_rng(5)
     q, k, v = (jnp.asarray(rng.normal(size=(2, 128, 2, 8)), jnp.bfloat16) for _ in range(3))
@@ -182,18 +231,20 @@ def test_bfloat16_self_attention_layer_matches_float32_within_bfloat16_rounding(
     assert float(jnp.abs(y16.astype(F32) - y32).mean()) < 1e-2 * float(jnp.abs(y32).mean()) + 1e-3
 
 
-def test_sharded_products_equal_one_device_exactly():
+@pytest.mark.parametrize("dtype,K,N", [(jnp.bfloat16, 16, 24), (jnp.bfloat16, 24, 16), (F32, 24, 16)])
+def test_sharded_products_equal_one_device_exactly(dtype, K, N):
     """Rows over two mesh axes, the kernel over the third (FSDP / tensor-parallel style): the
     custom forward and backward, transposed copies included, partition like the plain dot.
-    Small integers make every bfloat16 product and float32 sum exact, so equality is exact."""
+    Small integers make every bfloat16 product and float32 sum exact, so equality is exact.
+    (K > N: the weight gradient is computed [N, K] and transposed.)"""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"))
     rng = np.random.default_rng(7)
-    x = jnp.asarray(rng.integers(-3, 4, size=(32, 16)), jnp.bfloat16)
-    kernel = jnp.asarray(rng.integers(-3, 4, size=(16, 24)), F32)
-    bias = jnp.asarray(rng.integers(-3, 4, size=(24,)), F32)
-    d_y = jnp.asarray(rng.integers(-3, 4, size=(32, 24)), F32)
+    x = jnp.asarray(rng.integers(-3, 4, size=(32, K)), dtype)
+    kernel = jnp.asarray(rng.integers(-3, 4, size=(K, N)), F32)
+    bias = jnp.asarray(rng.integers(-3, 4, size=(N,)), F32)
+    d_y = jnp.asarray(rng.integers(-3, 4, size=(32, N)), F32)
 
     def fwd_bwd(x, kernel, bias, d_y):
         y, vjp = jax.vjp(lambda *a: lpm.low_precision_matmul(*a, False, F32), x, kernel, bias)
