@@ -79,9 +79,10 @@ def get_config(arg=None):
     c.train.compilation_cache_dir = "~/.cache/sora_jax/jax"  # compiled programs reused by later runs ("": off)
     c.train.compilation_cache_max_mb = 4096  # least recently used entries are evicted beyond this
     c.train.progress = True  # a progress bar when stderr is a terminal
-    # Keep freed host memory for reuse (glibc malloc): XLA:CPU's per-step buffer is otherwise mapped
-    # and page-faulted in afresh every step (~8% of a CPU step). See sora_jax/train/host_memory.py.
-    c.train.reuse_host_memory = True
+    # Keep freed host memory for reuse (glibc malloc, one arena): XLA:CPU's per-step buffer is otherwise
+    # mapped and page-faulted in afresh every step, ~9% of a large model's CPU step. Off by default:
+    # one demo run in two with it took 2x longer per step. See sora_jax/train/host_memory.py.
+    c.train.reuse_host_memory = False
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adamw"  # adamw, adam, lion, sgd, adafactor

@@ -12,6 +12,10 @@ and glibc maps larger blocks for them whatever M_MMAP_MAX says), and no trimming
 top (M_TRIM_THRESHOLD = -1). The cost: the process keeps its peak host memory until it exits,
 which a training process reaches every step anyway. They must be set before the accelerator
 runtime starts its threads (threads keep the arena they first used).
+
+Opt-in (config.train.reuse_host_memory): with it, one run of configs/demo.py in two (a small
+model, many small programs, data and checkpoint threads) stepped 2x slower, presumably all
+threads contending for the one arena; not diagnosed.
 """
 
 from __future__ import annotations
