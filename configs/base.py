@@ -81,7 +81,7 @@ def get_config(arg=None):
     c.train.progress = True  # a progress bar when stderr is a terminal
     # Keep freed host memory for reuse (glibc malloc, one arena): XLA:CPU's per-step buffer is otherwise
     # mapped and page-faulted in afresh every step, ~9% of a large model's CPU step. Off by default:
-    # one demo run in two with it took 2x longer per step. See sora_jax/train/host_memory.py.
+    # the one arena slows small many-threaded runs (the demo 2x). See sora_jax/train/host_memory.py.
     c.train.reuse_host_memory = False
 
     c.optim = ml_collections.ConfigDict()
