@@ -13,10 +13,10 @@ bfloat16 products accumulated in float32, float32 parameters and optimizer state
 given against a bfloat16 jnp.dot's roofline (`of own dtype's`). The step time is the median of
 `rounds` timings of `steps` steps each (a shared machine's noise is mostly one-sided).
 Checkpoint blocking: the time the loop waits in an (asynchronous) Orbax save, over 100 steps
-plus that wait. `--host_memory=reuse` keeps freed host memory for the next step, as the trainer
-does with config.train.reuse_host_memory (see sora_jax/train/host_memory.py); the default,
-glibc's, maps and page-faults XLA:CPU's per-step buffer afresh every step (page faults per step
-are in the JSON).
+plus that wait. `--host_memory=reuse` (the default) keeps freed host memory for the next step, as
+the trainer does (config.train.reuse_host_memory, see sora_jax/train/host_memory.py); `release`,
+glibc's default, maps and page-faults XLA:CPU's per-step buffer afresh every step (page faults per
+step are in the JSON).
 Prints a table and writes JSON (benchmarks/results/train_step.json).
 """
 
@@ -123,7 +123,7 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=results_path("train_step"))
-    parser.add_argument("--host_memory", choices=("reuse", "release"), default="release",
+    parser.add_argument("--host_memory", choices=("reuse", "release"), default="reuse",
                         help="reuse: keep freed host memory (config.train.reuse_host_memory); release: glibc's default")
     args = parser.parse_args()
     if args.host_memory == "reuse":  # before jax starts its threads

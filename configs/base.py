@@ -79,10 +79,11 @@ def get_config(arg=None):
     c.train.compilation_cache_dir = "~/.cache/sora_jax/jax"  # compiled programs reused by later runs ("": off)
     c.train.compilation_cache_max_mb = 4096  # least recently used entries are evicted beyond this
     c.train.progress = True  # a progress bar when stderr is a terminal
-    # Keep freed host memory for reuse (glibc malloc, one arena): XLA:CPU's per-step buffer is otherwise
-    # mapped and page-faulted in afresh every step, ~9% of a large model's CPU step. Off by default:
-    # the one arena slows small many-threaded runs (the demo 2x). See sora_jax/train/host_memory.py.
-    c.train.reuse_host_memory = False
+    # Keep freed host memory for the next step (glibc malloc: no mmap, no trim; on CPU, programs run on
+    # the calling thread): XLA:CPU's per-step buffer is otherwise mapped and page-faulted in afresh
+    # every step, 15% of a large model's CPU step. The process keeps its peak host memory; see
+    # sora_jax/train/host_memory.py.
+    c.train.reuse_host_memory = True
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adamw"  # adamw, adam, lion, sgd, adafactor
