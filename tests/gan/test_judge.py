@@ -15,7 +15,7 @@ def _digits(split):
     return images, np.array([r["label"] for r in records])
 
 
-def test_the_judge_classifies_held_out_digits_and_its_features_tell_real_from_noise():
+def test_the_judge_classifies_held_out_digits_and_its_features_tell_real_from_noise(optimized_compiles):
     train_x, train_y = _digits("train")
     val_x, val_y = _digits("validation")
     model, params = train_judge(train_x, train_y, 10, steps=300, width=16)
