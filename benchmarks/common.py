@@ -11,21 +11,27 @@ import jax
 import jax.numpy as jnp
 
 
-def matmul_flops_per_s(n=2048, repeats=10, rounds=5, dtype=jnp.float32):
-    """FLOP/s of a plain n x n jnp.dot here and now: the practical roofline; the median of
-    `rounds` timings of `repeats` products (one timing swung by 15% on the shared machine). In
-    bfloat16 the product accumulates in float32 (preferred_element_type), the form XLA:CPU runs
-    on its fast bfloat16 kernels (a bfloat16-output dot there runs ~5x slower)."""
+def matmul_timer(n=2048, dtype=jnp.float32):
+    """A function that times `repeats` plain n x n jnp.dot products here and now and returns their
+    FLOP/s: the practical roofline, compiled once so a benchmark can re-measure it next to each of
+    its own timings. In bfloat16 the product accumulates in float32 (preferred_element_type), the
+    form XLA:CPU runs on its fast bfloat16 kernels (a bfloat16-output dot there runs ~5x slower)."""
     a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
-    timings = []
-    for _ in range(rounds):
+
+    def flops_per_s(repeats=10):
         start = time.perf_counter()
         for _ in range(repeats):
             f(a).block_until_ready()
-        timings.append(time.perf_counter() - start)
-    return 2 * n ** 3 * repeats / statistics.median(timings)
+        return 2 * n ** 3 * repeats / (time.perf_counter() - start)
+    return flops_per_s
+
+
+def matmul_flops_per_s(n=2048, repeats=10, rounds=5, dtype=jnp.float32):
+    """The median of `rounds` matmul_timer timings (one timing swung by 15% on the shared machine)."""
+    timer = matmul_timer(n, dtype)
+    return statistics.median(timer(repeats) for _ in range(rounds))
 
 
 def results_path(name: str) -> str:

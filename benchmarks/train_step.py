@@ -8,7 +8,9 @@ roofline, and the share of wall time the loop is blocked by checkpoint saves.
 
 Model FLOPs per step use the PaLM / nanoGPT convention, 6 N tokens + 12 layers d_model T tokens
 (N: parameters outside embeddings), so figures compare with theirs. The roofline is a plain
-float32 jnp.dot of 2048 x 2048 measured in the same process; bfloat16 rows (mixed precision:
+float32 jnp.dot of 2048 x 2048 measured in the same process, next to each row's timings: before
+each round of steps and after the last, their median (`f32 roofline`; the one timed at the
+start is printed above the table); bfloat16 rows (mixed precision:
 bfloat16 products accumulated in float32, float32 parameters and optimizer state) are also
 given against a bfloat16 jnp.dot's roofline (`of own dtype's`). The step time is the median of
 `rounds` timings of `steps` steps each (a shared machine's noise is mostly one-sided).
@@ -32,7 +34,7 @@ import grain
 import jax
 import ml_collections
 import numpy as np
-from common import matmul_flops_per_s, report, results_path
+from common import matmul_flops_per_s, matmul_timer, report, results_path
 
 from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.models import SoraModel, TextDecoderConfig, presets
@@ -53,6 +55,7 @@ COLUMNS = [("model", 14, lambda r: r["model"]), ("dtype", 9, lambda r: r["dtype"
            ("params", 10, lambda r: f"{r['non_embedding_params']:,}"),
            ("step ms", 9, lambda r: f"{r['step_ms']:.0f}"), ("tokens/s", 9, lambda r: f"{r['tokens_per_s']:.0f}"),
            ("GFLOP/s", 8, lambda r: f"{r['model_gflops_per_s']:.0f}"),
+           ("f32 roofline", 12, lambda r: f"{r['matmul_gflops_per_s_adjacent']['float32']:.0f}"),
            ("of f32 roofline", 15, lambda r: f"{r['fraction_of_matmul_roofline']:.2f}"),
            ("of own dtype's", 14, lambda r: f"{r['fraction_of_same_dtype_roofline']:.2f}"),
            ("ckpt blocked", 13, lambda r: f"{100 * r['checkpoint_blocked_fraction_at_100_steps']:.2f}%")]
@@ -70,7 +73,7 @@ def lm_batch(batch, seq):
     return spec, b
 
 
-def measure(name, dtype, steps, rounds, rooflines):
+def measure(name, dtype, steps, rounds):
     layers, heads, width, batch, seq = MODELS[name]
     decoder = TextDecoderConfig(num_layers=layers, num_heads=heads, d_model=width, mlp_dim=4 * width, max_len=seq,
                                 vocab_size=VOCAB, cross_attention=False, scan_layers=False)
@@ -86,15 +89,25 @@ def measure(name, dtype, steps, rounds, rooflines):
     for _ in range(3):  # compile and warm up (the reused heap settles in a step or two)
         state, metrics = backend.step(state, batch_arrays, key)
     jax.block_until_ready(state)
-    timings = []
-    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    # The roofline is re-timed before each round and after the last: this shared machine's speed
+    # drifts by 10-20% over minutes, and one timing at the start compared rows with other phases.
+    timers = {d: matmul_timer(dtype=d) for d in dict.fromkeys(("float32", dtype))}
+    adjacent = {d: [] for d in timers}
+    timings, faults = [], 0
     for _ in range(rounds):
+        for d, timer in timers.items():
+            adjacent[d].append(timer())
+        faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         for _ in range(steps):
             state, metrics = backend.step(state, batch_arrays, key)
         jax.block_until_ready(state)
         timings.append((time.perf_counter() - start) / steps)
-    faults_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / (rounds * steps)
+        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+    for d, timer in timers.items():
+        adjacent[d].append(timer())
+    rooflines = {d: float(np.median(v)) for d, v in adjacent.items()}
+    faults_per_step = faults / (rounds * steps)
     step_s = float(np.median(timings))
     params = state.params
     n = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params)
@@ -113,6 +126,7 @@ def measure(name, dtype, steps, rounds, rooflines):
             "tokens_per_s": tokens / step_s, "page_faults_per_step": faults_per_step,
             "model_gflops_per_s": flops / step_s / 1e9, "fraction_of_matmul_roofline": flops / step_s / rooflines["float32"],
             "fraction_of_same_dtype_roofline": flops / step_s / rooflines[dtype],
+            "matmul_gflops_per_s_adjacent": {d: r / 1e9 for d, r in rooflines.items()},
             "checkpoint_blocked_s": blocked, "checkpoint_blocked_fraction_at_100_steps": blocked / (100 * step_s + blocked)}
 
 
@@ -130,10 +144,10 @@ def main():
         host_memory.reuse_freed_memory()
     dtypes = args.dtypes.split(",")
     rooflines = {d: matmul_flops_per_s(dtype=d) for d in dict.fromkeys(["float32"] + dtypes)}
-    rows = [measure(name, dtype, args.steps, args.rounds, rooflines)
+    rows = [measure(name, dtype, args.steps, args.rounds)
             for dtype in dtypes for name in args.models.split(",")]
     for d, flops in rooflines.items():
-        print(f"{d} matmul (float32 accumulation): {flops / 1e9:.0f} GFLOP/s")
+        print(f"{d} matmul (float32 accumulation), at the start: {flops / 1e9:.0f} GFLOP/s")
     report(rooflines["float32"], rows, COLUMNS, args.out, extra={"matmul_gflops_per_s_by_dtype": {
         d: flops / 1e9 for d, flops in rooflines.items()}, "host_memory": args.host_memory})
 
