@@ -1,6 +1,8 @@
 """grain pipelines: determinism, process shares, resumable iterators, mixtures, skip counts, eval."""
 
 import os
+import subprocess
+import sys
 
 import ml_collections
 import numpy as np
@@ -279,6 +281,31 @@ def test_sentencepiece_trained_at_startup_is_saved_and_reused(tmp_path):
     assert sorted(os.listdir(tmp_path / "tokenizer")) == saved
     with pytest.raises(DataError, match="did not save the trained tokenizer"):
         loader.tokenizer_from_config(cfg.data, str(tmp_path / "other"), process_index=1, wait_seconds=0.1)
+
+
+_TRAIN_IN_A_FRESH_PROCESS = """
+import hashlib, sys
+from tests.data.test_pipeline import _config
+from sora_jax.data import loader
+cfg = _config(name="chat", task="seq2seq", tokenizer="sentencepiece:train", vocab_size=400,
+              sentencepiece_type="unigram")
+loader.tokenizer_from_config(cfg.data, sys.argv[1])
+print(hashlib.sha256(open(sys.argv[1] + "/tokenizer/spm.model", "rb").read()).hexdigest())
+"""
+
+
+def test_sentencepiece_trained_at_startup_is_the_same_in_every_process(tmp_path):
+    """Processes with different string hash seeds (each Python process draws its own) train the
+    same bytes: unigram training depends on the order of its texts, which must not follow a set's."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    models = set()
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
+        done = subprocess.run([sys.executable, "-c", _TRAIN_IN_A_FRESH_PROCESS, str(tmp_path / hash_seed)], env=env,
+                              cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        models.add(done.stdout.split()[-1])
+    assert len(models) == 1, models
 
 
 def test_sentencepiece_type_bpe_keeps_the_shapes_words_whole_and_a_bad_type_names_its_key(tmp_path):

@@ -90,7 +90,10 @@ def corpus_texts(name: str, data_cfg, component=None, limit: int = 50_000):
         yield from (text[i:i + 2000] for i in range(0, len(text), 2000))
         return
     source, fields, _ = open_dataset(name, "train", data_cfg, tokenizer=None, component=component)
-    keys = {fields.text, fields.source, fields.target, fields.caption, fields.question, fields.answer}
+    # In a fixed order (dict keys, not a set, whose string order changes with each process's hash
+    # seed): the texts' order changes the SentencePiece unigram model a run trains.
+    keys = [k for k in dict.fromkeys((fields.text, fields.source, fields.target, fields.caption, fields.question,
+                                      fields.answer)) if k]
     for i in range(min(len(source), limit)):
         record = source[i]
         for key in keys:
