@@ -18,6 +18,8 @@ import time
 import grain
 import jax
 import orbax.checkpoint as ocp
+# The store orbax's default jax.Array handler keeps per-array metadata in (not exported publicly).
+from orbax.checkpoint._src.metadata import array_metadata_store
 
 from sora_jax.data.tokenizers import load_tokenizer
 from sora_jax.data.tokenizers.base import CONFIG_FILE
@@ -53,19 +55,60 @@ class CheckpointMismatch(ValueError):
     """The workdir's checkpoints do not fit this run (exit code 2: nothing is overwritten)."""
 
 
+# Replica-parallel saving lets each replica of a replicated array write one slice of it, so that
+# several hosts share the writing. Within one process it saves nothing and costs a sliced copy, and
+# a compiled slice program per array shape, for every replica of every array: a 4-device state of
+# 600 small replicated arrays blocked its first save for 36 s (0.4 s without; later saves 0.5-0.7 s
+# against 0.1 s). So it is used only across processes, and only for slices of at least this size.
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+
+
+class _StateHandler(ocp.StandardCheckpointHandler):
+    """Orbax's StandardCheckpointHandler (same files, same args) over a type-handler registry of
+    our own, whose jax.Array handler uses replica-parallel saving only across processes."""
+
+    def __init__(self, replica_parallel: bool):
+        super().__init__()
+        arrays = ocp.type_handlers.ArrayHandler(
+            use_replica_parallel=replica_parallel, min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+            array_metadata_store=array_metadata_store.Store())
+        registry = ocp.type_handlers.create_type_handler_registry(
+            *[(t, ocp.type_handlers.get_type_handler(t)) for t in ocp.type_handlers.supported_types()],
+            (jax.Array, arrays))  # later entries override earlier ones
+        self._impl = ocp.PyTreeCheckpointHandler(save_concurrent_gb=96, restore_concurrent_gb=96, use_ocdbt=True,
+                                                 type_handler_registry=registry)
+
+
+def _handler_registry(replica_parallel: bool):
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    state = _StateHandler(replica_parallel)
+    registry.add("state", ocp.args.StandardSave, state)
+    registry.add("state", ocp.args.StandardRestore, state)
+    data = grain.checkpoint.CheckpointHandler()
+    registry.add("data", grain.checkpoint.CheckpointSave, data)
+    registry.add("data", grain.checkpoint.CheckpointRestore, data)
+    meta = ocp.handlers.JsonCheckpointHandler()
+    registry.add("meta", ocp.args.JsonSave, meta)
+    registry.add("meta", ocp.args.JsonRestore, meta)
+    return registry
+
+
 class Checkpointer:
     def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0, async_save: bool = True,
-                 shared_iterator: bool = False):
+                 shared_iterator: bool = False, replica_parallel: bool | None = None):
         """shared_iterator: every process's data iterator is in the same state (data.process_layout
         "global"), so it is saved once, in the JSON item, and restores under any process count;
-        otherwise each process saves its own position (restorable with the same process count)."""
+        otherwise each process saves its own position (restorable with the same process count).
+        replica_parallel: replicated arrays' slices of >= MIN_REPLICA_SLICE_BYTES are written by
+        their replicas together (None: exactly when there are several processes)."""
         self.shared_iterator = shared_iterator
         self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep or None, keep_period=keep_every or None, enable_async_checkpointing=async_save,
             create=True, cleanup_tmp_directories=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "data", "meta"))
+                                             handler_registry=_handler_registry(
+                                                 jax.process_count() > 1 if replica_parallel is None else replica_parallel))
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())

@@ -16,4 +16,7 @@ def get_config(arg=None):
     c.data.tokenizer = "byte"
     c.model.gan.enabled = False
     c.train.eval_generate_batches = 0
+    # FSDP over every device, so that each process holds, and writes, its own shards of the state
+    # (replicated arrays this small are written by one process: see sora_jax/train/checkpoint.py).
+    c.mesh.shape = (1, -1, 1)
     return c
