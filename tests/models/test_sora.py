@@ -68,8 +68,9 @@ def test_shared_text_embeddings_are_one_table_equal_to_copying_it_into_both_part
     shared_cfg = replace(tiny_config, share_text_embeddings=True)
     batch = make_batch(tiny_config)
     inputs = (batch["text"], batch["text_valid"], batch["images"], batch["dec"])
-    shared = nn.meta.unbox(SoraModel(shared_cfg).init(jax.random.key(0), *inputs)["params"])
-    plain = nn.meta.unbox(SoraModel(tiny_config).init(jax.random.key(0), *inputs)["params"])
+    # Jitted: run op by op, these two inits and gradients took 45 s in the suite (a compile per op).
+    shared = nn.meta.unbox(jax.jit(SoraModel(shared_cfg).init)(jax.random.key(0), *inputs)["params"])
+    plain = nn.meta.unbox(jax.jit(SoraModel(tiny_config).init)(jax.random.key(0), *inputs)["params"])
     table = shared["shared_text_embedding"]["embedding"]
     assert "token_embed" not in shared["text_encoder"]["embedding"] and "token_embed" not in shared["decoder"]["embedding"]
     assert count_parameters(shared)["total"] == count_parameters(plain)["total"] - table.size
@@ -85,10 +86,10 @@ def test_shared_text_embeddings_are_one_table_equal_to_copying_it_into_both_part
         logits = model.apply({"params": params}, inputs[3], enc.memory, enc.memory_valid, method=SoraModel.decode)
         return optax.softmax_cross_entropy_with_integer_labels(logits, inputs[3]).mean(), logits
 
-    (l_shared, logits_shared), g_shared = jax.value_and_grad(
-        lambda p: loss(SoraModel(shared_cfg), p), has_aux=True)(shared)
-    (l_copied, logits_copied), g_copied = jax.value_and_grad(
-        lambda p: loss(SoraModel(tiny_config), p), has_aux=True)(copied)
+    (l_shared, logits_shared), g_shared = jax.jit(jax.value_and_grad(
+        lambda p: loss(SoraModel(shared_cfg), p), has_aux=True))(shared)
+    (l_copied, logits_copied), g_copied = jax.jit(jax.value_and_grad(
+        lambda p: loss(SoraModel(tiny_config), p), has_aux=True))(copied)
     np.testing.assert_allclose(logits_shared, logits_copied, rtol=1e-5, atol=1e-5)
     both = (g_copied["text_encoder"]["embedding"]["token_embed"]["embedding"]
             + g_copied["decoder"]["embedding"]["token_embed"]["embedding"])
