@@ -73,7 +73,8 @@ def lm_batch(batch, seq):
     return spec, b
 
 
-def measure(name, dtype, steps, rounds):
+def lm_backend(name, dtype="float32", mesh_shape=(1, 1, 1)):
+    """(the trainer's jit backend for MODELS[name] trained by AdamW on a mesh, one LM batch)."""
     layers, heads, width, batch, seq = MODELS[name]
     decoder = TextDecoderConfig(num_layers=layers, num_heads=heads, d_model=width, mlp_dim=4 * width, max_len=seq,
                                 vocab_size=VOCAB, cross_attention=False, scan_layers=False)
@@ -81,8 +82,14 @@ def measure(name, dtype, steps, rounds):
     o = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-3, warmup_steps=0, schedule="constant",
                                        end_lr_fraction=1.0, weight_decay=0.1, b1=0.9, b2=0.99, eps=1e-8, clip_norm=1.0))
     spec, host_batch = lm_batch(batch, seq)
-    backend = JitBackend(model, optimizer.make_optimizer(o, 1000), optimizer.learning_rate_schedule(o, 1000), spec,
-                         make_mesh((1, 1, 1)), DEFAULT_RULES, {})
+    mesh = make_mesh(mesh_shape, jax.devices()[:int(np.prod(mesh_shape))])
+    return JitBackend(model, optimizer.make_optimizer(o, 1000), optimizer.learning_rate_schedule(o, 1000), spec,
+                      mesh, DEFAULT_RULES, {}), host_batch
+
+
+def measure(name, dtype, steps, rounds):
+    layers, heads, width, batch, seq = MODELS[name]
+    backend, host_batch = lm_backend(name, dtype)
     state = backend.init(jax.random.key(0))
     batch_arrays = backend.put_batch(host_batch)
     key = jax.random.key(1)
