@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import matmul_flops_per_s
 
 from sora_jax.models import SoraModel, count_parameters, presets
 from sora_jax.nn import convert_layer_layout
@@ -36,12 +37,6 @@ def _time(fn, *args, repeats):
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def matmul_flops_per_second(n=2048, repeats=5):
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x, y: x @ y)
-    return 2 * n ** 3 / _time(f, a, a, repeats=repeats)
 
 
 def _inputs(cfg, batch, text_len, dec_len):
@@ -110,7 +105,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "model_step.json"))
     args = parser.parse_args()
 
-    matmul_rate = matmul_flops_per_second()
+    matmul_rate = matmul_flops_per_s()
     rows = []
     for preset in args.presets.split(","):
         text_len = min(args.text_len, presets.get(preset).text_encoder.max_len)
