@@ -19,4 +19,7 @@ def get_config(arg=None):
     # FSDP over every device, so that each process holds, and writes, its own shards of the state
     # (replicated arrays this small are written by one process: see sora_jax/train/checkpoint.py).
     c.mesh.shape = (1, -1, 1)
+    # A learning rate that does not depend on train.num_steps: the runs resumed to six steps then
+    # compile the same programs as the four-step runs, and reuse them from the compilation cache.
+    c.optim.schedule, c.optim.warmup_steps = "constant", 0
     return c
