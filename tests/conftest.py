@@ -3,6 +3,8 @@ shared keys and tiny configs."""
 
 import functools
 import os
+import shutil
+import tempfile
 
 # Level 0 backend optimisation: tests are dominated by compile time on 2 cores, not run time.
 # Generous collective timeouts: 8 fake devices on 2 busy cores can wait long at a rendezvous,
@@ -23,7 +25,29 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 from sora_jax.models import presets  # noqa: E402
+from sora_jax.train import compile_cache  # noqa: E402
 from tests.batches import make_batch  # noqa: E402,F401  (re-exported for tests)
+
+# One persistent compilation cache per test session, shared by the xdist workers (the controller
+# makes it before they start, so they inherit the variable): the suite's time is mostly XLA
+# compiling, and many tests compile the same program (the tiny model's init and train step on
+# the same mesh). SORA_JAX_TEST_COMPILE_CACHE=DIR keeps it between sessions; =off compiles all.
+CACHE_VARIABLE = "SORA_JAX_TEST_COMPILE_CACHE"
+
+
+def pytest_configure(config):
+    if not os.environ.get(CACHE_VARIABLE):
+        os.environ[CACHE_VARIABLE] = config.stash[_owned_cache] = tempfile.mkdtemp(prefix="sora_jax_test_xla_")
+    if os.environ[CACHE_VARIABLE] != "off":
+        compile_cache.enable(os.environ[CACHE_VARIABLE], 4096)
+
+
+def pytest_unconfigure(config):
+    if _owned_cache in config.stash:
+        shutil.rmtree(config.stash[_owned_cache], ignore_errors=True)
+
+
+_owned_cache = pytest.StashKey[str]()
 
 
 @pytest.fixture
