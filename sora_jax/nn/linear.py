@@ -22,6 +22,14 @@ def logical(init, names: Sequence[str | None]):
     return nn.with_logical_partitioning(init, tuple(names))
 
 
+def take_rows(table, ids, row_axis: str):
+    """table[ids] for a [rows, embed] table, gathered whole along "embed" first (FSDP's all-gather
+    before use, as XLA does for matmul weights by itself). Looked up from an embed-sharded table,
+    the rows come out sharded by embed, and XLA's partitioner can turn that into the batch
+    sharding of the activations only by replicating them ("Involuntary full rematerialization")."""
+    return jnp.take(nn.with_logical_constraint(table, (row_axis, None)), ids, axis=0)
+
+
 def matmul_trailing(x, kernel, num_in: int, *, bias=None, transpose_kernel=False, preferred_element_type=None):
     """x [..., in_dims] . kernel [in_dims, out_dims] -> [..., out_dims] (transpose_kernel: kernel is
     [out_dims, in_dims]), plus bias [out_dims] if given, computed as one 2-D matmul over the
@@ -120,7 +128,7 @@ class Embed(nn.Module):
             (self.num_embeddings, self.features), self.param_dtype)
 
     def __call__(self, ids):
-        return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
+        return take_rows(self.embedding, ids, self.axes[0]).astype(self.dtype)
 
     def attend(self, x_BxTxD):
         return matmul_trailing(x_BxTxD.astype(self.dtype), jnp.asarray(self.embedding), 1, transpose_kernel=True,

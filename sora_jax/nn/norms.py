@@ -13,6 +13,14 @@ from sora_jax.nn.norm_ops import layer_norm, rms_norm
 NORMS = ("layernorm", "rmsnorm")
 
 
+def whole(vector):
+    """A parameter vector gathered whole before use (FSDP shards it over "embed"). Multiplied into
+    batch-sharded activations while still sharded, it leads XLA's partitioner to shard the
+    product, and the activation gradients with it, by embed: a resharding it can only do by
+    replicating them ("Involuntary full rematerialization")."""
+    return nn.with_logical_constraint(vector, (None,))
+
+
 class Norm(nn.Module):
     """Normalizes the last axis; parameters "scale" (and "bias" for layernorm) as flax's norms name
     them, so checkpoints and imported weights map one to one."""
@@ -26,11 +34,11 @@ class Norm(nn.Module):
     @nn.compact
     def __call__(self, x):
         features = (x.shape[-1],)
-        scale = self.param("scale", logical(nn.initializers.ones_init(), (self.axis_name,)), features,
-                           self.param_dtype)
+        scale = whole(self.param("scale", logical(nn.initializers.ones_init(), (self.axis_name,)), features,
+                                 self.param_dtype))
         if self.kind == "layernorm":
-            bias = self.param("bias", logical(nn.initializers.zeros_init(), (self.axis_name,)), features,
-                              self.param_dtype)
+            bias = whole(self.param("bias", logical(nn.initializers.zeros_init(), (self.axis_name,)), features,
+                                    self.param_dtype))
             return layer_norm(x, scale, bias, self.epsilon).astype(self.dtype)
         return rms_norm(x, scale, self.epsilon).astype(self.dtype)
 

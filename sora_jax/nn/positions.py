@@ -7,7 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sora_jax.nn.linear import logical
+from sora_jax.nn.linear import logical, take_rows
 
 POSITIONS = ("sinusoidal", "learned", "rope", "none")
 
@@ -49,7 +49,7 @@ class LearnedPositions(nn.Module):
     def __call__(self, positions):
         table = self.param("embedding", logical(nn.initializers.normal(0.02), ("position", "embed")),
                            (self.max_len, self.features), self.param_dtype)
-        return jnp.take(table, positions, axis=0)
+        return take_rows(table, positions, "position")
 
 
 class Learned2DPositions(nn.Module):
@@ -66,7 +66,7 @@ class Learned2DPositions(nn.Module):
         row = self.param("row", init, (self.height, self.features), self.param_dtype)
         col = self.param("col", init, (self.width, self.features), self.param_dtype)
         r, c = grid_positions(self.height, self.width)
-        return jnp.take(row, r, axis=0) + jnp.take(col, c, axis=0)
+        return take_rows(row, r, "position") + take_rows(col, c, "position")
 
 
 def apply_rope(x_BxTxNxH, positions_BxT, max_wavelength: float = 10_000.0):

@@ -2,11 +2,16 @@
 accumulation (DESIGN.md section 5: XLA's CPU partitioner has silently miscomputed before)."""
 
 import functools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from tests.train.helpers import max_abs_diff, optim, run_steps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @functools.lru_cache(maxsize=None)
@@ -62,10 +67,12 @@ def test_pmap_data_parallelism_matches_jit():
     assert max_abs_diff(params, ref_params) < 2e-6
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 2, 2)])
-def test_gradient_accumulation_equals_one_step_on_the_whole_batch(shape):
+@pytest.mark.parametrize("shape,microbatches", [((1, 1, 1), 4), ((2, 2, 2), 2)])
+def test_gradient_accumulation_equals_one_step_on_the_whole_batch(shape, microbatches):
+    """On (2, 2, 2) each microbatch's 4 rows are split over the 4 batch shards (data x fsdp), as the
+    trainer requires (validate.py); fewer rows than shards would make XLA replicate them."""
     ref_losses, ref_params = single_device()
-    losses, params = run_steps(shape, microbatches=4)
+    losses, params = run_steps(shape, microbatches=microbatches)
     np.testing.assert_allclose(losses, ref_losses, rtol=2e-6, atol=2e-6)
     assert max_abs_diff(params, ref_params) < 2e-6
 
@@ -104,3 +111,19 @@ def test_gan_rows_under_pmap_keep_every_replica_identical():
     for leaf in jax.tree.leaves(jax.device_get(state)):
         assert all(np.array_equal(leaf[0], leaf[k]) for k in range(1, leaf.shape[0]))
     assert max_abs_diff(be.host_state(state).gan.g_params, first) > 0
+
+
+def test_fsdp_and_tensor_layouts_never_replicate_activations():
+    """XLA's partitioner warns "Involuntary full rematerialization" when it can reshard a tensor
+    only by replicating it on every device: here it did for the token and position lookups (rows
+    gathered from an embed-sharded table come out sharded by embed, not by batch) and for the norms'
+    gradients (a sharded scale pulled the activation gradients to embed sharding). Parameters are
+    now gathered whole along embed before such uses (take_rows, norms.whole). Compiled in a fresh
+    process: the suite's compilation cache would skip the compile and with it the warning."""
+    program = ("import tests.conftest; from tests.train.helpers import run_steps\n"
+               "for shape in ((2, 2, 2), (1, 2, 4)): run_steps(shape, steps=1)\n"
+               "run_steps((2, 2, 2), steps=1, microbatches=2, batch_size=16)")
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    replicated = [line for line in done.stderr.splitlines() if "Involuntary full rematerialization" in line]
+    assert not replicated, f"{len(replicated)} replicated tensors, first: {replicated[0][:600]}"
