@@ -36,6 +36,10 @@ def _forward(x):
 
 
 def _backward(x, g):
+    # The barrier keeps XLA from merging this erf with the forward pass's (common-subexpression
+    # elimination): merged, the forward writes erf(x) out for the backward and reads it back, two
+    # passes over [tokens, mlp] instead of one (the benchmark LM's step: ~3% faster unmerged).
+    x = jax.lax.optimization_barrier(x)
     x32 = x.astype(jnp.float32)
     slope = _cdf(x32) + x32 * jnp.exp(-0.5 * x32 * x32) * _INV_SQRT_2PI
     return ((g.astype(jnp.float32) * slope).astype(x.dtype),)
