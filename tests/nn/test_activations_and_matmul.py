@@ -1,6 +1,8 @@
 """The exact GELU's values and hand-written derivative, and the flattened matmul of Linear /
 Embed.attend, against references (scipy in float64, autodiff of the unflattened einsum)."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +44,20 @@ def test_gelu_keeps_bfloat16_and_computes_in_float32():
     xf = np.asarray(x, np.float64)
     np.testing.assert_allclose(np.asarray(y, np.float64), xf * 0.5 * (1 + sp.erf(xf / np.sqrt(2))),
                                rtol=1e-2, atol=1e-2)
+
+
+def test_gelu_backward_recomputes_erf_instead_of_reading_the_forwards():
+    """The property the MLP's speed rests on, checked without timing: XLA's common-subexpression
+    elimination would merge the backward's erf(x) with the forward's, and the forward would then
+    write erf(x) out for the backward ([tokens, mlp]) and read it back: two passes, not one. The
+    barrier in the backward keeps two separate computations of erf in the compiled program."""
+    def loss(w_in, x, w_out):
+        return jnp.sum(gelu_exact(x @ w_in) @ w_out)
+
+    w_in, x, w_out = jnp.ones((16, 64)), jnp.ones((32, 16)), jnp.ones((64, 8))
+    hlo = jax.jit(jax.value_and_grad(loss)).lower(w_in, x, w_out).compile().as_text()
+    computations = re.split(r"\n(?=\S)", hlo)
+    assert sum(" erf(" in c for c in computations) == 2, "erf is computed once and shared by both passes"
 
 
 @pytest.mark.parametrize("x_shape,kernel_shape,num_in,transpose", [

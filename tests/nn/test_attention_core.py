@@ -159,6 +159,40 @@ def test_explicit_fast_path_equals_the_reference_forward_and_gradients(case, dty
         assert not np.any(np.asarray(out[1], np.float32)) and not np.any(np.asarray(grads[0][1], np.float32))
 
 
+def _scalar_products(jaxpr):
+    """Output shapes of every multiplication by a scalar in a jaxpr, sub-jaxprs included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "mul" and any(getattr(x.aval, "shape", None) == () for x in eqn.invars):
+            found.append(eqn.outvars[0].aval.shape)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    found += _scalar_products(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    found += _scalar_products(sub)
+    return found
+
+
+def test_fast_path_scales_q_not_the_logits_in_either_pass():
+    """The property part of the train step's speed rests on, checked without timing: XLA:CPU hands
+    a scalar multiply of [T, S] logits (or their gradient) to its matmul fusions as a materialised
+    full-size broadcast. The fast path multiplies q by the scale instead, so no [.., T, S] tensor is
+    ever multiplied by a scalar, forward or backward (causal split included)."""
+    B, T, N, H = 2, CAUSAL_SPLIT_MIN_LENGTH, 2, 16
+    q, k, v = (jax.random.normal(key, (B, T, N, H)) for key in jax.random.split(jax.random.key(0), 3))
+
+    w = jnp.sin(jnp.arange(q.size, dtype=jnp.float32)).reshape(q.shape)
+
+    def loss(q, k, v):
+        return jnp.sum(dot_product_attention(q, k, v, is_causal=True) * w)
+
+    shapes = _scalar_products(jax.make_jaxpr(jax.value_and_grad(loss, argnums=(0, 1, 2)))(q, k, v).jaxpr)
+    assert (B, T, N, H) in shapes  # q * scale, and its transpose in the backward
+    logits_shaped = [s for s in shapes if len(s) == 4 and s[-1] in (T, T // 2) and s[-2] in (T, T // 2)]
+    assert not logits_shaped, f"scalar multiplies of logits-shaped tensors: {logits_shaped}"
+
+
 def _compiled_temp_bytes(fn, T):
     spec = jax.ShapeDtypeStruct((1, T, 4, 32), jnp.float32)
     return jax.jit(fn).lower(spec, spec, spec).compile().memory_analysis().temp_size_in_bytes
