@@ -17,7 +17,7 @@ import time
 
 import ml_collections
 
-from sora_jax.data import loader
+from sora_jax.data import loader, pipeline
 from sora_jax.data.config import data_config
 from sora_jax.data.tokenizers import ByteTokenizer
 
@@ -45,8 +45,9 @@ def measure(cfg, batches, warmup=3):
         next(it)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
-        next(it)
+        batch = next(it)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    pipeline.close_training_iterator(it)  # stops this mode's workers before the next mode starts
     size = cfg.data.batch_size
     return {"examples_per_s": batches * size / wall, "ms_per_batch": 1e3 * wall / batches,
             "consumer_cpu_ms_per_batch": 1e3 * cpu / batches}

@@ -193,6 +193,29 @@ def training_dataset(components, spec: ExampleSpec, *, batch_size: int, seed: in
     return ds
 
 
+def close_training_iterator(iterator) -> None:
+    """Stops the worker processes of a `training_dataset` iterator, and makes freeing its batches
+    (and the iterator, whose buffers hold some) unlink their shared memory at once.
+
+    grain moves a worker's batch through POSIX shared memory and unlinks it when the array is
+    freed, on a background thread pool that nothing drains at interpreter exit: the last batches'
+    segments then outlive the process until Python's resource tracker removes them, warning
+    "leaked shared_memory objects" (google/grain#398). Drop the iterator and its batches after
+    this call, and nothing is left for the tracker."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()  # workers stop; the batches still queued in them are unlinked
+    from grain._src.python.ipc import shared_memory_array  # the pool is not public API
+
+    cls = shared_memory_array.SharedMemoryArray
+    pool = getattr(cls, "_del_thread_pool", None)
+    if pool is not None:
+        # Synchronous from now on; a new multiprocess iterator restarts the pool.
+        cls._del_thread_pool = cls._outstanding_del_requests = None
+        pool.close()
+        pool.join()  # the unlinks already handed to it
+
+
 def _ensure_absl_flags_parsed():
     """grain's worker processes read absl flags; outside absl.app.run (tests, notebooks, user
     scripts) nothing has parsed them, so mark them parsed with their defaults."""

@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from sora_jax.data import loader
+from sora_jax.data import loader, pipeline
 from sora_jax.data.loader import components_config
 from sora_jax.data.schema import TASKS
 from sora_jax.models.config import SoraConfig
@@ -248,6 +248,8 @@ def train(config, workdir: str) -> int:
         progress.close()
         ckpt.close()
         writer.close()
+        pipeline.close_training_iterator(iterator)
+        local = iterator = None  # their shared memory (worker batches) is unlinked now, not left at exit
     return exit_code
 
 
