@@ -15,10 +15,13 @@ from jax.sharding import PartitionSpec as P
 log = logging.getLogger(__name__)
 
 # MaxText-style defaults: batch over data and fsdp, parameters' "embed" axis over fsdp,
-# "heads" / "mlp" / "vocab" / conv channels over tensor. Names not listed are replicated.
+# "heads" / "mlp" / "vocab" / conv channels over tensor, and the MLP's hidden activations over
+# tensor like the weights that make them (replicated, they were all-gathered in every layer's
+# forward and backward, and W_in gathered whole to compute them). Names not listed are replicated.
 DEFAULT_RULES = (
     ("batch", ("data", "fsdp")),
     ("activation_batch", ("data", "fsdp")),
+    ("activation_mlp", "tensor"),
     ("embed", "fsdp"),
     ("mlp", "tensor"),
     ("heads", "tensor"),
