@@ -77,19 +77,22 @@ class MultiHeadAttention(nn.Module):
     def _fused_projections(self, x_BxTxD, projections, decode=False):
         """q, k and v as one matmul against their kernels stacked on a new axis: one [E, 3NH] product
         runs faster than three [E, NH] ones on CPU, and the parameters (names, shapes, shardings)
-        stay those of three separate projections. Stacking (not concatenating heads) keeps each
-        kernel's head sharding, so tensor parallelism moves nothing."""
+        stay those of three separate projections. Stacked after the heads axis, [E, N, 3, H], so
+        that heads stay the major part of the flattened [E, N3H] matmul: split over tensor, each
+        device's q, k and v heads are one contiguous block and tensor parallelism moves nothing.
+        (Stacked before it, [E, 3, N, H], the partitioner gathered the whole kernel in the forward
+        and the whole [B, T, 3, N, H] gradient in the backward, on every layer.)"""
         weights = [p(x_BxTxD, weights_only=True) for p in projections]
-        kernel_Ex3xNxH = jnp.stack([w for w, _ in weights], axis=1)
-        bias_3xNxH = jnp.stack([b for _, b in weights]) if self.use_bias else None
+        kernel_ExNx3xH = jnp.stack([w for w, _ in weights], axis=2)
+        bias_Nx3xH = jnp.stack([b for _, b in weights], axis=1) if self.use_bias else None
         # On CPU the training attention runs in float32 (see fused_attention): hand it float32
         # q/k/v rather than rounding them to bfloat16 and back (in both passes). Not when
         # decoding: the key/value cache keeps the compute dtype.
         cpu_low_precision = jax.default_backend() == "cpu" and is_low_precision(self.dtype)
         wide = jnp.float32 if cpu_low_precision and not decode else None
-        qkv_BxTx3xNxH = matmul_trailing(x_BxTxD.astype(self.dtype), kernel_Ex3xNxH, 1, bias=bias_3xNxH,
+        qkv_BxTxNx3xH = matmul_trailing(x_BxTxD.astype(self.dtype), kernel_ExNx3xH, 1, bias=bias_Nx3xH,
                                         preferred_element_type=wide)
-        return qkv_BxTx3xNxH[:, :, 0], qkv_BxTx3xNxH[:, :, 1], qkv_BxTx3xNxH[:, :, 2]
+        return qkv_BxTxNx3xH[:, :, :, 0], qkv_BxTxNx3xH[:, :, :, 1], qkv_BxTxNx3xH[:, :, :, 2]
 
     def _project_out(self, out, D, kw):
         return dense(D, ("heads", "head_dim", "embed"), axis=(-2, -1), name="out", **kw)(out)

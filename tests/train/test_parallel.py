@@ -128,11 +128,14 @@ def test_fsdp_and_tensor_layouts_never_replicate_activations():
     assert not replicated, f"{len(replicated)} replicated tensors, first: {replicated[0][:600]}"
 
 
-def test_tensor_parallel_mlp_keeps_its_hidden_activations_sharded():
-    """Megatron's layout: W_in split by columns, the hidden activations split the same way, W_out
-    by rows; no device ever holds the whole [batch, length, mlp] hidden tensor or the whole W_in.
-    The default rules once left "activation_mlp" unmapped, and the compiled MLP all-gathered the
-    hidden activations (forward and backward) and W_in over tensor. Same numbers as one device."""
+def test_a_tensor_parallel_layer_moves_only_megatrons_all_reduces():
+    """Pure tensor parallelism over 4 devices: q/k/v and W_in split by heads / columns, their
+    outputs likewise, the attention output and W_out projections by rows, so a layer's forward and
+    backward communicate only by all-reducing [tokens, width] partial sums; no weight and no
+    activation is ever gathered whole. Before: the default rules left the MLP's hidden activations
+    ("activation_mlp") unmapped, and q/k/v's kernels were stacked ahead of the heads axis, and the
+    compiled layer all-gathered W_in, the fused q/k/v kernel, the hidden activations and the q/k/v
+    gradient. Same numbers as one device."""
     import re
 
     import flax.linen as nn
@@ -140,27 +143,28 @@ def test_tensor_parallel_mlp_keeps_its_hidden_activations_sharded():
     import jax.numpy as jnp
     from jax.sharding import NamedSharding, PartitionSpec
 
-    from sora_jax.nn.mlp import MLP
+    from sora_jax.nn.transformer_block import LayerConfig, TransformerBlock
     from sora_jax.train.mesh import make_mesh
     from sora_jax.train.partitioning import DEFAULT_RULES, sharding_context
 
-    mlp, x = MLP(hidden_dim=256), jax.random.normal(jax.random.key(1), (8, 16, 64))
-    params = mlp.init(jax.random.key(0), x)
+    layer = TransformerBlock(LayerConfig(num_heads=4, head_dim=16, mlp_dim=256))
+    x = jax.random.normal(jax.random.key(1), (8, 16, 64))
+    params = layer.init(jax.random.key(0), x)
 
     def loss(p, x):
-        return jnp.sum(mlp.apply(p, x) ** 2)
+        return jnp.sum(layer.apply(p, x)[0] ** 2)
 
     grad_fn = jax.value_and_grad(loss)
     want = grad_fn(params, x)
-    mesh = make_mesh((1, 2, 4), jax.devices())  # fsdp 2 x tensor 4
+    mesh = make_mesh((1, 1, 4), jax.devices()[:4])
     shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(params), mesh, DEFAULT_RULES)
     sharded = jax.device_put(nn.unbox(params), shardings)
     xs = jax.device_put(x, NamedSharding(mesh, PartitionSpec(("data", "fsdp"))))
     with sharding_context(mesh, DEFAULT_RULES):
         compiled = jax.jit(grad_fn).lower(sharded, xs).compile()
         got = compiled(sharded, xs)
-    gathered = re.findall(r"= f32\[([\d,]+)\]\S* all-gather(?:-start)?\(", compiled.as_text())
-    shapes = [tuple(int(d) for d in s.split(",")) for s in gathered]
-    assert not [s for s in shapes if 256 in s], f"the MLP's hidden width was gathered: {shapes}"
+    collectives = re.findall(r"= f32\[([\d,]*)\]\S* (all-gather|all-reduce|all-to-all)(?:-start)?\(", compiled.as_text())
+    assert not [c for c in collectives if c[1] != "all-reduce"], collectives
+    assert {shape for shape, _ in collectives} == {"128,64"}, collectives  # [tokens, width] partial sums
     np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
     assert max_abs_diff(got[1], nn.unbox(want[1])) < 1e-4
