@@ -6,11 +6,20 @@ On its own it trains the tiny model on shapes captioning for 1,000 steps (a smok
 caption loss should fall below 1.0). Real experiments override `model`, `data` and `train`.
 """
 
+import os
+
 import ml_collections
 
 from sora_jax.data.config import data_config
 from sora_jax.models import presets
 from sora_jax.train.partitioning import DEFAULT_RULES
+
+
+def default_compilation_cache_dir() -> str:
+    """$XDG_CACHE_HOME/sora_jax/jax, or ~/.cache/sora_jax/jax (the XDG base directory rule: a
+    relative XDG_CACHE_HOME is ignored)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return os.path.join(xdg if os.path.isabs(xdg) else "~/.cache", "sora_jax", "jax")
 
 
 def mixture(**components):
@@ -76,7 +85,7 @@ def get_config(arg=None):
     c.train.nonfinite = "skip"  # non-finite loss or gradients: "skip" the update (counted) or "abort"
     c.train.debug_nan_steps = ()  # fault injection: steps (1-based) whose gradients are made NaN
     c.train.peak_tflops = 0.0  # per device, for model-FLOPs utilisation (0: not reported)
-    c.train.compilation_cache_dir = "~/.cache/sora_jax/jax"  # compiled programs reused by later runs ("": off)
+    c.train.compilation_cache_dir = default_compilation_cache_dir()  # reused by later runs ("": off)
     c.train.compilation_cache_max_mb = 4096  # least recently used entries are evicted beyond this
     c.train.progress = True  # a progress bar when stderr is a terminal
     # Keep freed host memory for the next step (glibc malloc: no mmap, no trim; on CPU, programs run on

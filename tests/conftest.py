@@ -40,14 +40,23 @@ def pytest_configure(config):
         os.environ[CACHE_VARIABLE] = config.stash[_owned_cache] = tempfile.mkdtemp(prefix="sora_jax_test_xla_")
     if os.environ[CACHE_VARIABLE] != "off":
         compile_cache.enable(os.environ[CACHE_VARIABLE], 4096)
+    # The trainers the tests start as subprocesses cache their programs under $XDG_CACHE_HOME
+    # (configs/base.py): this session's cache, never the user's ~/.cache. With the cache off, a
+    # directory of this process's own, removed at the end.
+    if os.environ[CACHE_VARIABLE] != "off":
+        os.environ["XDG_CACHE_HOME"] = os.path.join(os.environ[CACHE_VARIABLE], "xdg")
+    elif os.environ.get("XDG_CACHE_HOME", "").find("sora_jax_test_xdg_") < 0:
+        os.environ["XDG_CACHE_HOME"] = config.stash[_owned_xdg] = tempfile.mkdtemp(prefix="sora_jax_test_xdg_")
 
 
 def pytest_unconfigure(config):
-    if _owned_cache in config.stash:
-        shutil.rmtree(config.stash[_owned_cache], ignore_errors=True)
+    for owned in (_owned_cache, _owned_xdg):
+        if owned in config.stash:
+            shutil.rmtree(config.stash[owned], ignore_errors=True)
 
 
 _owned_cache = pytest.StashKey[str]()
+_owned_xdg = pytest.StashKey[str]()
 
 
 @pytest.fixture

@@ -53,3 +53,29 @@ def test_an_uncreatable_directory_names_the_key(tmp_path):
     blocker.write_text("")
     with pytest.raises(ConfigurationError, match="train.compilation_cache_dir: cannot create"):
         compile_cache.enable(str(blocker / "sub"), 64)
+
+
+def test_the_default_directory_follows_xdg_cache_home(monkeypatch, tmp_path):
+    from configs import base
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert base.get_config().train.compilation_cache_dir == str(tmp_path / "sora_jax" / "jax")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG rule: a relative path is ignored
+    assert base.get_config().train.compilation_cache_dir == "~/.cache/sora_jax/jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert base.get_config().train.compilation_cache_dir == "~/.cache/sora_jax/jax"
+
+
+def test_trainers_run_by_the_suite_cache_in_its_temporary_directory_not_the_users_home():
+    """Before, every trainer a test started wrote its compiled programs to ~/.cache/sora_jax/jax
+    (34 MB after one session), and the suite's speed depended on what earlier sessions left there."""
+    import tempfile
+
+    from configs import base
+    from tests.conftest import CACHE_VARIABLE
+    from tests.train.test_cli import ENV
+    cache = os.path.realpath(ENV["XDG_CACHE_HOME"])
+    session = os.environ[CACHE_VARIABLE]  # a temporary directory unless the caller chose one
+    homes = [os.path.realpath(session)] if session != "off" else [os.path.realpath(tempfile.gettempdir())]
+    assert any(cache.startswith(home + os.sep) for home in homes), (cache, homes)
+    assert cache != os.path.realpath(os.path.expanduser("~/.cache"))
+    assert base.get_config().train.compilation_cache_dir.startswith(ENV["XDG_CACHE_HOME"])
