@@ -14,6 +14,12 @@ start is printed above the table); bfloat16 rows (mixed precision:
 bfloat16 products accumulated in float32, float32 parameters and optimizer state) are also
 given against a bfloat16 jnp.dot's roofline (`of own dtype's`). The step time is the median of
 `rounds` timings of `steps` steps each (a shared machine's noise is mostly one-sided).
+`matmuls alone`: every matrix product the compiled step performs (forward and backward, found in
+its jaxpr by benchmarks/step_matmuls.py), each timed on its own in this process and summed: dense
+(projections, MLP, logits) + batched (attention's per-head products); `dense/batched of roofline`:
+their FLOP rates so timed over the f32 roofline. The dense products bound the step from below
+whatever else it does; the batched ones run on one core each, and inside the step XLA overlaps
+them with other work, so their sum is not a lower bound.
 Checkpoint blocking: the time the loop waits in an (asynchronous) Orbax save, over 100 steps
 plus that wait. `--host_memory=reuse` (the default) keeps freed host memory for the next step, as
 the trainer does (config.train.reuse_host_memory, see sora_jax/train/host_memory.py); `release`,
@@ -35,6 +41,7 @@ import jax
 import ml_collections
 import numpy as np
 from common import matmul_flops_per_s, matmul_timer, report, results_path
+from step_matmuls import matmul_time
 
 from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.models import SoraModel, TextDecoderConfig, presets
@@ -43,7 +50,7 @@ from sora_jax.train.backends import JitBackend
 from sora_jax.train import host_memory
 from sora_jax.train.checkpoint import Checkpointer
 from sora_jax.train.mesh import make_mesh
-from sora_jax.train.partitioning import DEFAULT_RULES
+from sora_jax.train.partitioning import DEFAULT_RULES, sharding_context
 
 MODELS = {  # name: (layers, heads, d_model, batch, sequence)
     "d256": (4, 4, 256, 16, 256),
@@ -58,6 +65,9 @@ COLUMNS = [("model", 14, lambda r: r["model"]), ("dtype", 9, lambda r: r["dtype"
            ("f32 roofline", 12, lambda r: f"{r['matmul_gflops_per_s_adjacent']['float32']:.0f}"),
            ("of f32 roofline", 15, lambda r: f"{r['fraction_of_matmul_roofline']:.2f}"),
            ("of own dtype's", 14, lambda r: f"{r['fraction_of_same_dtype_roofline']:.2f}"),
+           ("matmuls alone", 13, lambda r: f"{r['dense_matmuls_alone_ms']:.0f}+{r['batched_matmuls_alone_ms']:.0f} ms"),
+           ("dense/batched of roofline", 25, lambda r: f"{r['dense_matmuls_fraction_of_matmul_roofline']:.2f} / "
+                                                      f"{r['batched_matmuls_fraction_of_matmul_roofline']:.2f}"),
            ("ckpt blocked", 13, lambda r: f"{100 * r['checkpoint_blocked_fraction_at_100_steps']:.2f}%")]
 
 
@@ -121,6 +131,8 @@ def measure(name, dtype, steps, rounds):
             if "embedding" not in jax.tree_util.keystr(path))
     tokens = batch * seq
     flops = 6 * n * tokens + 12 * layers * width * seq * tokens
+    with sharding_context(backend.mesh, backend.rules):  # as backend.step traces the jitted step
+        matmuls = matmul_time(backend._step, state, batch_arrays, key)
     with tempfile.TemporaryDirectory() as d:
         ckpt = Checkpointer(d, async_save=True)
         iterator = iter(grain.MapDataset.range(10).to_iter_dataset())
@@ -134,6 +146,12 @@ def measure(name, dtype, steps, rounds):
             "model_gflops_per_s": flops / step_s / 1e9, "fraction_of_matmul_roofline": flops / step_s / rooflines["float32"],
             "fraction_of_same_dtype_roofline": flops / step_s / rooflines[dtype],
             "matmul_gflops_per_s_adjacent": {d: r / 1e9 for d, r in rooflines.items()},
+            "matmuls_alone_ms": 1e3 * (matmuls["dense_s"] + matmuls["batched_s"]),
+            "dense_matmuls_alone_ms": 1e3 * matmuls["dense_s"], "batched_matmuls_alone_ms": 1e3 * matmuls["batched_s"],
+            "matmul_products": matmuls["products"],
+            "dense_matmuls_fraction_of_matmul_roofline": matmuls["dense_flops"] / matmuls["dense_s"] / rooflines["float32"],
+            "batched_matmuls_fraction_of_matmul_roofline":
+                matmuls["batched_flops"] / matmuls["batched_s"] / rooflines["float32"],
             "checkpoint_blocked_s": blocked, "checkpoint_blocked_fraction_at_100_steps": blocked / (100 * step_s + blocked)}
 
 
