@@ -1,9 +1,12 @@
 """The matrix products a compiled function performs, each timed alone: how much of a train step
 is its matmuls, and how close to the matmul roofline the step could get if nothing else took time.
 
-Walks the function's jaxpr (inside jit, custom_vjp, remat and scan bodies, a scan's body counted
-`length` times) for every dot_general, groups them by operand shapes, dtypes and dimension numbers,
-and times one of each group as its own jitted product on random operands, in this process.
+Walks the function's jaxpr (inside jit, custom_jvp / custom_vjp, remat and scan bodies, a scan's
+body counted `length` times, of a cond's branches the one with the most FLOPs, a while loop's body
+once: its trip count is not known before it runs) for every dot_general, groups them by operand
+shapes, dtypes and dimension numbers, and times one of each group as its own jitted product on
+random operands, in this process, on one device (shapes are the global ones: meant for a
+single-device step).
 """
 
 from __future__ import annotations
@@ -18,24 +21,29 @@ from jax.extend import core as jax_core
 
 def dot_generals(fn, *args):
     """{(lhs aval, rhs aval, dimension_numbers, preferred_element_type): count} for fn(*args)."""
-    counts = collections.Counter()
 
-    def walk(jaxpr, times):
+    def walk(jaxpr, times, counts):
         for eqn in jaxpr.eqns:
             if eqn.primitive.name == "dot_general":
                 lhs, rhs = (v.aval for v in eqn.invars)
                 key = (jax.ShapeDtypeStruct(lhs.shape, lhs.dtype), jax.ShapeDtypeStruct(rhs.shape, rhs.dtype),
                        eqn.params["dimension_numbers"], eqn.params.get("preferred_element_type"))
                 counts[key] += times
-            inner = times * (eqn.params["length"] if eqn.primitive.name == "scan" else 1)
-            for value in eqn.params.values():
-                for sub in value if isinstance(value, (tuple, list)) else (value,):
-                    if isinstance(sub, jax_core.ClosedJaxpr):
-                        walk(sub.jaxpr, inner)
-                    elif isinstance(sub, jax_core.Jaxpr):
-                        walk(sub, inner)
+            elif eqn.primitive.name == "cond":  # one branch runs
+                branches = []
+                for branch in eqn.params["branches"]:
+                    branches.append(collections.Counter())
+                    walk(branch.jaxpr, times, branches[-1])
+                counts.update(max(branches, key=lambda c: sum(n * flops(k) for k, n in c.items())))
+            else:
+                inner = times * (eqn.params["length"] if eqn.primitive.name == "scan" else 1)
+                for value in eqn.params.values():
+                    for sub in value if isinstance(value, (tuple, list)) else (value,):
+                        if isinstance(sub, (jax_core.ClosedJaxpr, jax_core.Jaxpr)):
+                            walk(getattr(sub, "jaxpr", sub), inner, counts)
 
-    walk(jax.make_jaxpr(fn)(*args).jaxpr, 1)
+    counts = collections.Counter()
+    walk(jax.make_jaxpr(fn)(*args).jaxpr, 1, counts)
     return counts
 
 

@@ -17,8 +17,8 @@ given against a bfloat16 jnp.dot's roofline (`of own dtype's`). The step time is
 `matmuls alone`: every matrix product the compiled step performs (forward and backward, found in
 its jaxpr by benchmarks/step_matmuls.py), each timed on its own in this process and summed: dense
 (projections, MLP, logits) + batched (attention's per-head products); `dense/batched of roofline`:
-their FLOP rates so timed over the f32 roofline. The dense products bound the step from below
-whatever else it does; the batched ones run on one core each, and inside the step XLA overlaps
+their FLOP rates so timed over the f32 roofline. The step can hardly be faster than its dense
+products alone; the batched ones run on one core each, and inside the step XLA overlaps
 them with other work, so their sum is not a lower bound.
 Checkpoint blocking: the time the loop waits in an (asynchronous) Orbax save, over 100 steps
 plus that wait. `--host_memory=reuse` (the default) keeps freed host memory for the next step, as
@@ -97,6 +97,11 @@ def lm_backend(name, dtype="float32", mesh_shape=(1, 1, 1)):
                       mesh, DEFAULT_RULES, {}), host_batch
 
 
+def _rate(matmuls, kind):
+    """FLOP/s of the step's `kind` products timed alone (NaN if it has none)."""
+    return matmuls[f"{kind}_flops"] / matmuls[f"{kind}_s"] if matmuls[f"{kind}_s"] else float("nan")
+
+
 def measure(name, dtype, steps, rounds):
     layers, heads, width, batch, seq = MODELS[name]
     backend, host_batch = lm_backend(name, dtype)
@@ -149,9 +154,8 @@ def measure(name, dtype, steps, rounds):
             "matmuls_alone_ms": 1e3 * (matmuls["dense_s"] + matmuls["batched_s"]),
             "dense_matmuls_alone_ms": 1e3 * matmuls["dense_s"], "batched_matmuls_alone_ms": 1e3 * matmuls["batched_s"],
             "matmul_products": matmuls["products"],
-            "dense_matmuls_fraction_of_matmul_roofline": matmuls["dense_flops"] / matmuls["dense_s"] / rooflines["float32"],
-            "batched_matmuls_fraction_of_matmul_roofline":
-                matmuls["batched_flops"] / matmuls["batched_s"] / rooflines["float32"],
+            "dense_matmuls_fraction_of_matmul_roofline": _rate(matmuls, "dense") / rooflines["float32"],
+            "batched_matmuls_fraction_of_matmul_roofline": _rate(matmuls, "batched") / rooflines["float32"],
             "checkpoint_blocked_s": blocked, "checkpoint_blocked_fraction_at_100_steps": blocked / (100 * step_s + blocked)}
 
 

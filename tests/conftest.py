@@ -31,7 +31,8 @@ from tests.batches import make_batch  # noqa: E402,F401  (re-exported for tests)
 # One persistent compilation cache per test session, shared by the xdist workers (the controller
 # makes it before they start, so they inherit the variable): the suite's time is mostly XLA
 # compiling, and many tests compile the same program (the tiny model's init and train step on
-# the same mesh). SORA_JAX_TEST_COMPILE_CACHE=DIR keeps it between sessions; =off compiles all.
+# the same mesh). SORA_JAX_TEST_COMPILE_CACHE=DIR keeps it between sessions; =off compiles all in
+# the tests' own processes (the trainers they start still share a temporary cache).
 CACHE_VARIABLE = "SORA_JAX_TEST_COMPILE_CACHE"
 
 
@@ -41,10 +42,12 @@ def pytest_configure(config):
     if os.environ[CACHE_VARIABLE] != "off":
         compile_cache.enable(os.environ[CACHE_VARIABLE], 4096)
     # The trainers the tests start as subprocesses cache their programs under $XDG_CACHE_HOME
-    # (configs/base.py): this session's cache, never the user's ~/.cache. With the cache off, a
-    # directory of this process's own, removed at the end.
+    # (configs/base.py; it must be absolute): in this session's cache, never the user's ~/.cache.
+    # With the cache off, in a temporary directory that the controlling process (the one without
+    # the marker in its environment: xdist's workers inherit it) makes and removes. This moves
+    # other programs' caches too (matplotlib's fonts, chromium's): nothing here relies on them.
     if os.environ[CACHE_VARIABLE] != "off":
-        os.environ["XDG_CACHE_HOME"] = os.path.join(os.environ[CACHE_VARIABLE], "xdg")
+        os.environ["XDG_CACHE_HOME"] = os.path.join(os.path.abspath(os.environ[CACHE_VARIABLE]), "xdg")
     elif os.environ.get("XDG_CACHE_HOME", "").find("sora_jax_test_xdg_") < 0:
         os.environ["XDG_CACHE_HOME"] = config.stash[_owned_xdg] = tempfile.mkdtemp(prefix="sora_jax_test_xdg_")
 

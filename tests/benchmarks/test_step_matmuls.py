@@ -47,9 +47,24 @@ def test_the_forward_and_backward_products_are_found_with_their_multiplicity():
     dense = {dims: n for (_, _, dims), n in found.items() if not dims[1][0]}
     # Per scanned layer: the forward x @ w, dx = dy w^T and dw = x^T dy, each three times.
     assert dense == {(((1,), (0,)), ((), ())): 3, (((1,), (1,)), ((), ())): 3, (((0,), (0,)), ((), ())): 3}
-    batched = [n for (_, _, dims), n in found.items() if dims[1][0]]
-    # q k^T forward, and the custom backward's two products.
-    assert sum(batched) == 3
+    batched = {(lhs, rhs, dims): n for (lhs, rhs, dims), n in found.items() if dims[1][0]}
+    # q k^T forward, and the custom backward's two products: dq = dS k and dk = dS^T q.
+    assert batched == {((2, 5, 3), (2, 7, 3), (((2,), (2,)), ((0,), (0,)))): 1,
+                       ((2, 5, 7), (2, 7, 3), (((2,), (1,)), ((0,), (0,)))): 1,
+                       ((2, 5, 7), (2, 5, 3), (((1,), (1,)), ((0,), (0,)))): 1}
+
+
+def test_a_cond_counts_its_costliest_branch_and_remat_counts_the_recomputation():
+    def fn(x, w, flag):
+        cheap = lambda x: x @ w
+        costly = lambda x: (x @ w) @ w
+        y = jax.lax.cond(flag, costly, cheap, x)
+        return jnp.sum(jax.checkpoint(lambda y: jnp.tanh(y @ w))(y))
+    products = step_matmuls.dot_generals(jax.grad(fn, argnums=1), jnp.ones((8, 4)), jnp.ones((4, 4)), True)
+    forward = sum(n for k, n in products.items() if k[2] == (((1,), (0,)), ((), ())))
+    # The costly branch's two products (and, in its backward cond, their gradients), and the
+    # checkpointed layer's product twice: once forward, once recomputed for its backward pass.
+    assert forward == 2 + 2
 
 
 def test_flops_are_those_of_a_naive_product():
