@@ -41,7 +41,7 @@ class JitBackend:
 
     def init(self, rng, pretrained=None):
         state, _ = init_lib.create_state(self.model, self.tx, self.spec, self.mesh, self.rules, rng, self.gan,
-                                         pretrained)
+                                         pretrained, self.state_shardings)
         return state
 
     def abstract_state(self):
@@ -85,7 +85,8 @@ class PmapBackend:
         self._per_device = NamedSharding(Mesh(np.asarray(self.devices), ("devices",)), P("devices"))
         self._single = partitioning.replicated(jax.sharding.Mesh(np.asarray(self.devices[:1]).reshape(1, 1, 1),
                                                                  ("data", "fsdp", "tensor")))
-        self._abstract, _ = init_lib.abstract_state(model, tx, spec, self._single.mesh, (), self.gan)
+        self._abstract, self._single_shardings = init_lib.abstract_state(model, tx, spec, self._single.mesh, (),
+                                                                         self.gan)
         self._abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self._single),
                                       self._abstract)
         train_step = make_train_step(model, tx, schedule, axis_name="batch", **step_kwargs)
@@ -95,7 +96,7 @@ class PmapBackend:
 
     def init(self, rng, pretrained=None):
         state, _ = init_lib.create_state(self.model, self.tx, self.spec, self._single.mesh, (), rng, self.gan,
-                                         pretrained)
+                                         pretrained, self._single_shardings)
         return self.place_restored(state)
 
     def abstract_state(self):
