@@ -32,7 +32,7 @@ class JitBackend:
         self._replicated = partitioning.replicated(mesh)
         self._compiled = {}
         train_step = make_train_step(model, tx, schedule, **step_kwargs)
-        eval_step = make_eval_step(model, z_loss=step_kwargs.get("z_loss", 0.0))
+        eval_step = make_eval_step(model)
         with partitioning.sharding_context(mesh, rules):
             self._step = jax.jit(train_step, in_shardings=(self.state_shardings, self._batch_sharding, self._replicated),
                                  out_shardings=(self.state_shardings, self._replicated), donate_argnums=0)
@@ -90,7 +90,7 @@ class PmapBackend:
         self._abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self._single),
                                       self._abstract)
         train_step = make_train_step(model, tx, schedule, axis_name="batch", **step_kwargs)
-        eval_step = make_eval_step(model, z_loss=step_kwargs.get("z_loss", 0.0), axis_name="batch")
+        eval_step = make_eval_step(model, axis_name="batch")
         self._step = jax.pmap(train_step, axis_name="batch", in_axes=(0, 0, None), donate_argnums=0)
         self._eval = jax.pmap(eval_step, axis_name="batch")
 

@@ -13,13 +13,15 @@ CLASSIFY = TASKS.index("classify")
 _GENERATION = (TASKS.index("t2i"), TASKS.index("inpaint"))  # a tuple: no device array at import
 
 
-def token_losses(logits_BxTxV, targets_BxT, z_loss: float = 0.0):
-    """Per-token cross-entropy (float32), plus z_loss * logsumexp^2 (PaLM) if z_loss > 0."""
-    logits = logits_BxTxV.astype(jnp.float32)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets_BxT)
-    if z_loss:
-        loss = loss + z_loss * jnp.square(jax.nn.logsumexp(logits, axis=-1))
-    return loss
+def token_losses(logits_BxTxV, targets_BxT):
+    """Per-token cross-entropy in float32."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV.astype(jnp.float32), targets_BxT)
+
+
+def token_z_losses(logits_BxTxV, z_loss: float):
+    """PaLM's auxiliary z-loss per token, z_loss * logsumexp(logits)^2: it keeps the softmax
+    normaliser near 1; a training term only, never part of a reported cross-entropy."""
+    return z_loss * jnp.square(jax.nn.logsumexp(logits_BxTxV.astype(jnp.float32), axis=-1))
 
 
 def per_task(values_B, task_id_B):

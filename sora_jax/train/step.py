@@ -24,9 +24,10 @@ from sora_jax.train.state import TrainState
 NONFINITE_POLICIES = ("skip", "abort")
 
 
-def _forward_sums(model: SoraModel, params, batch, rng, *, z_loss, train, with_accuracy=False):
-    """Per-task loss sums [NUM_TASKS] for one (micro)batch (and, with_accuracy, per-task counts of
-    correct predictions: every target token right for decoder tasks, the class for classify)."""
+def _forward_sums(model: SoraModel, params, batch, rng, *, train, z_loss=0.0, with_accuracy=False):
+    """Per-task sums [NUM_TASKS] for one (micro)batch: "loss", the cross-entropy; "z", the z-loss
+    term (zero unless z_loss > 0); with_accuracy, "correct", the counts of correct predictions
+    (every target token right for decoder tasks, the class for classify)."""
     rngs = {"dropout": rng}
     memory = memory_valid = None
     pooled = None
@@ -35,13 +36,17 @@ def _forward_sums(model: SoraModel, params, batch, rng, *, z_loss, train, with_a
                           batch.get("image_present"), deterministic=not train, rngs=rngs, method=SoraModel.encode)
         memory, memory_valid, pooled = enc
     sums = jnp.zeros(losses.NUM_TASKS, jnp.float32)
+    z_sums = jnp.zeros(losses.NUM_TASKS, jnp.float32)
     correct = jnp.zeros(losses.NUM_TASKS, jnp.float32)
     if "decoder_inputs" in batch:
         logits = model.apply({"params": params}, batch["decoder_inputs"], memory, memory_valid,
                              mask=segment_mask(batch["decoder_segment_ids"]), positions_BxT=batch["decoder_positions"],
                              deterministic=not train, rngs=rngs, method=SoraModel.decode)
-        token_loss = losses.token_losses(logits, batch["decoder_targets"], z_loss) * batch["decoder_mask"]
+        token_loss = losses.token_losses(logits, batch["decoder_targets"]) * batch["decoder_mask"]
         sums = sums + losses.per_task(token_loss.sum(axis=1), batch["task_id"])
+        if z_loss:
+            token_z = losses.token_z_losses(logits, z_loss) * batch["decoder_mask"]
+            z_sums = z_sums + losses.per_task(token_z.sum(axis=1), batch["task_id"])
         if with_accuracy:  # exact match of the whole target (e.g. a VQA answer)
             wrong = (jnp.argmax(logits, -1) != batch["decoder_targets"]) & (batch["decoder_mask"] > 0)
             exact = (~jnp.any(wrong, axis=1)) & (batch["decoder_mask"].sum(axis=1) > 0)
@@ -54,7 +59,8 @@ def _forward_sums(model: SoraModel, params, batch, rng, *, z_loss, train, with_a
         if with_accuracy:
             hit = labelled & (jnp.argmax(class_logits, -1) == batch["label"])
             correct = correct.at[losses.CLASSIFY].add(jnp.sum(hit.astype(jnp.float32)))
-    return (sums, correct) if with_accuracy else sums
+    out = {"loss": sums, "z": z_sums}
+    return {**out, "correct": correct} if with_accuracy else out
 
 
 def _split_microbatches(batch, k):
@@ -90,8 +96,9 @@ def make_train_step(model: SoraModel, tx: optax.GradientTransformation, schedule
         scale = weights / jnp.maximum(denominators, 1.0)  # d(total)/d(task sum)
 
         def micro_loss(params, micro, micro_rng):
-            sums = _forward_sums(model, params, micro, micro_rng, z_loss=z_loss, train=True)
-            return jnp.sum(sums * scale), sums
+            out = _forward_sums(model, params, micro, micro_rng, z_loss=z_loss, train=True)
+            # The objective includes the z-loss; the reported per-task losses are cross-entropy.
+            return jnp.sum((out["loss"] + out["z"]) * scale), out["loss"]
 
         grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
         if not text_loss:
@@ -155,12 +162,13 @@ def make_train_step(model: SoraModel, tx: optax.GradientTransformation, schedule
     return train_step
 
 
-def make_eval_step(model: SoraModel, *, z_loss: float = 0.0, axis_name: str | None = None):
-    """(params, batch) -> per-task loss sums and counts, and correct-class counts."""
+def make_eval_step(model: SoraModel, *, axis_name: str | None = None):
+    """(params, batch) -> per-task cross-entropy sums and counts, and correct-class counts (no
+    z-loss: validation losses and perplexities are plain cross-entropy)."""
     def eval_step(params, batch):
-        sums, correct = _forward_sums(model, params, batch, jax.random.key(0), z_loss=z_loss, train=False,
-                                      with_accuracy=True)
-        out = {"task_loss_sum": sums, "task_count": losses.loss_denominators(batch), "correct": correct,
+        sums = _forward_sums(model, params, batch, jax.random.key(0), train=False, with_accuracy=True)
+        out = {"task_loss_sum": sums["loss"], "correct": sums["correct"],
+               "task_count": losses.loss_denominators(batch),
                "task_examples": losses.per_task(batch["weight"], batch["task_id"]),
                "examples": jnp.sum(batch["weight"]), "data_skipped": jnp.sum(batch["num_skipped"])}
         return out if axis_name is None else jax.lax.psum(out, axis_name)
