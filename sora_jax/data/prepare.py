@@ -30,6 +30,7 @@ from sora_jax.data.sources import FORMATS, open_source
 MANIFEST = "manifest.json"
 RECORD_FORMAT = "sora_jax.records/1"  # msgpack dicts, see sora_jax/data/records.py
 _SOURCE_FORMATS = tuple(f for f in FORMATS if f != "array_record")
+MAX_SHARDS = 64
 
 
 def _field_type(value) -> str:
@@ -66,13 +67,21 @@ def prepare(fmt: str, input_path: str, output: str, *, num_shards: int = 0, text
         raise DataError(f"--format must be one of {', '.join(_SOURCE_FORMATS)}, got {fmt!r}", file="flags")
     if on_error not in ON_ERROR:
         raise DataError(f"--on_error must be one of {', '.join(ON_ERROR)}", file="flags")
+    if not 0 <= num_shards <= MAX_SHARDS:
+        raise DataError(f"--num_shards must be 1..{MAX_SHARDS} (0: one per 10,000 records), got {num_shards}",
+                        file="flags")
     if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
         raise DataError("output already exists; refusing to overwrite it (choose a new --output)", file=output)
     source = open_source(fmt, input_path, **({"mode": text_mode} if fmt == "text" else {}))
-    num_shards = num_shards or max(1, min(64, len(source) // 10_000))
+    if not len(source):
+        raise DataError("no records (an empty input)", file=input_path)
+    num_shards = num_shards or max(1, min(MAX_SHARDS, len(source) // 10_000))
     temp = f"{output.rstrip(os.sep)}.partial-{os.getpid()}"
     shutil.rmtree(temp, ignore_errors=True)
-    os.makedirs(temp)
+    try:
+        os.makedirs(temp)
+    except OSError as e:  # e.g. a file where a parent folder should be
+        raise DataError(f"cannot create the output folder ({e.strerror})", file=output) from None
     try:
         names = [f"data-{i:05d}-of-{num_shards:05d}.array_record" for i in range(num_shards)]
         writers = [ArrayRecordWriter(os.path.join(temp, n), "group_size:1") for n in names]
@@ -97,6 +106,8 @@ def prepare(fmt: str, input_path: str, output: str, *, num_shards: int = 0, text
                 texts.extend(_text_values(record))
         for w in writers:
             w.close()
+        if not count:
+            raise DataError(f"no usable records (all {skipped} skipped as bad)", file=input_path)
         tokenizer_dir = None
         if train_sentencepiece or tokenizer:
             from sora_jax.data.tokenizers import make_tokenizer, train_sentencepiece as train_spm
@@ -126,7 +137,8 @@ def main(argv=None) -> int:
     parser.add_argument("--format", required=True, choices=_SOURCE_FORMATS)
     parser.add_argument("--input", required=True, help="file, directory, glob, or comma-separated list")
     parser.add_argument("--output", required=True, help="new directory for the shards and manifest")
-    parser.add_argument("--num_shards", type=int, default=0, help="default: one per 10,000 records (1..64)")
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help=f"1..{MAX_SHARDS} (default 0: one per 10,000 records)")
     parser.add_argument("--text_mode", default="line", choices=("line", "file"))
     parser.add_argument("--on_error", default="raise", choices=ON_ERROR)
     parser.add_argument("--tokenizer", default="", help="save this tokenizer next to the data (byte, hf:PATH, ...)")

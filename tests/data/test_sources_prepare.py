@@ -133,6 +133,25 @@ def test_prepare_skips_and_counts_or_fails_without_writing(tmp_path):
     assert sorted(os.listdir(out)) == before and len(ArrayRecordSource(out)) == 2
 
 
+@pytest.mark.parametrize("case, message", [
+    ("num_shards=-3", r"flags: --num_shards must be 1\.\.64 .*got -3"),
+    ("num_shards=1000", r"flags: --num_shards must be 1\.\.64 .*got 1000"),
+    ("output under a file", r"afile/out: cannot create the output folder \(Not a directory\)"),
+    ("empty input", r"empty.jsonl: no records"),
+    ("every record skipped", r"bad.jsonl: no usable records \(all 1 skipped as bad\)"),
+])
+def test_prepare_bad_input_names_the_flag_or_file_and_writes_nothing(tmp_path, case, message):
+    good, empty, bad = (write(tmp_path / n, t) for n, t in [("good.jsonl", '{"text": "ok"}\n'), ("empty.jsonl", ""),
+                                                             ("bad.jsonl", '{"text": ""}\n')])
+    write(tmp_path / "afile", "x")
+    out = str(tmp_path / ("afile/out" if case == "output under a file" else "out"))
+    kwargs = {"num_shards": int(case.split("=")[1])} if case.startswith("num_shards") else {}
+    src = {"empty input": empty, "every record skipped": bad}.get(case, good)
+    with pytest.raises(DataError, match=message):
+        prepare("jsonl", src, out, on_error="skip", log=lambda *_: None, **kwargs)
+    assert sorted(os.listdir(tmp_path)) == ["afile", "bad.jsonl", "empty.jsonl", "good.jsonl"]  # no .partial left
+
+
 def test_prepare_command_line(tmp_path):
     src = write(tmp_path / "corpus.txt", "".join(f"sentence number {i} about things\n" for i in range(300)))
     out = tmp_path / "corpus_ar"
