@@ -206,6 +206,9 @@ def train(config, workdir: str) -> int:
             pending.append(metrics)
             boundary_log = step % t.log_every == 0 or step == t.num_steps
             boundary_ckpt = step % t.checkpoint_every == 0 or step == t.num_steps
+            boundary_eval = bool(t.eval_every) and step % t.eval_every == 0 and step != t.num_steps
+            boundary_samples = (gan_eval is not None and bool(config.gan.sample_every)
+                                and step % config.gan.sample_every == 0)
             if boundary_log or boundary_ckpt:
                 values = _flush(pending, step, t.nonfinite)
                 elapsed = time.perf_counter() - window_start
@@ -220,10 +223,12 @@ def train(config, workdir: str) -> int:
                 progress.update(len(pending))
                 progress.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{values['tokens_per_s']:.0f}")
                 pending, window_start, data_wait, ckpt_blocked = [], time.perf_counter(), 0.0, 0.0
-            if t.eval_every and step % t.eval_every == 0 and step != t.num_steps:
+            if pending and t.nonfinite == "abort" and (boundary_eval or boundary_samples):
+                _abort_if_nonfinite(jax.device_get(pending), step)  # evaluate or sample no broken state
+            if boundary_eval:
                 _evaluate(backend, state, config, tokenizer, step, writer, gan_eval, text_eval)
                 window_start = time.perf_counter()
-            elif gan_eval is not None and config.gan.sample_every and step % config.gan.sample_every == 0:
+            elif boundary_samples:
                 gan_eval.write_samples(backend.host_state(state), step, writer)
                 window_start = time.perf_counter()
             if boundary_ckpt:
@@ -256,10 +261,8 @@ def train(config, workdir: str) -> int:
 def _flush(pending, step, nonfinite):
     """Sums the pending steps' device metrics on the host; enforces the abort policy."""
     host = jax.device_get(pending)
-    first_bad = next((step - len(host) + 1 + i for i, m in enumerate(host) if not bool(m["finite"])), None)
-    if first_bad is not None and nonfinite == "abort":
-        raise TrainingAborted(f"non-finite loss or gradients at step {first_bad} (train.nonfinite='abort'); "
-                              f"no checkpoint was written after it")
+    if nonfinite == "abort":
+        _abort_if_nonfinite(host, step)
     raw = {"task_loss_sum": sum(m["task_loss_sum"] for m in host), "task_count": sum(m["task_count"] for m in host)}
     values = summarize(raw)
     last = host[-1]
@@ -274,6 +277,14 @@ def _flush(pending, step, nonfinite):
     if not math.isfinite(values["loss"]) and nonfinite == "skip":
         values["loss"] = float("nan")
     return values
+
+
+def _abort_if_nonfinite(host, step):
+    """host: the metrics of the steps up to `step`, on the host."""
+    first_bad = next((step - len(host) + 1 + i for i, m in enumerate(host) if not bool(m["finite"])), None)
+    if first_bad is not None:
+        raise TrainingAborted(f"non-finite loss or gradients at step {first_bad} (train.nonfinite='abort'); "
+                              f"no checkpoint was written after it")
 
 
 def _progress_bar(t, start, enabled):

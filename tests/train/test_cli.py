@@ -135,8 +135,10 @@ def test_sigterm_saves_the_current_step_and_exits_0(tmp_path):
 @pytest.mark.parametrize("policy", ["skip", "abort"])
 def test_non_finite_policies(tmp_path, policy):
     workdir = tmp_path / "w"
-    done = run(workdir, "--config.train.num_steps=10", "--config.train.checkpoint_every=2",
-               "--config.train.debug_nan_steps=(5,)", f"--config.train.nonfinite={policy}")
+    # Step 6 is bad; step 7 evaluates, before the next log (10) or checkpoint (8) boundary.
+    done = run(workdir, "--config.train.num_steps=10", "--config.train.checkpoint_every=4",
+               "--config.train.eval_every=7", "--config.train.debug_nan_steps=(6,)",
+               f"--config.train.nonfinite={policy}")
     steps = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
     if policy == "skip":
         assert done.returncode == 0, done.stderr[-3000:]
@@ -145,5 +147,6 @@ def test_non_finite_policies(tmp_path, policy):
         assert steps[-1] == 10
     else:
         assert done.returncode == 3
-        assert "non-finite loss or gradients at step 5" in done.stderr.strip().splitlines()[-1]
-        assert steps[-1] == 4  # nothing written after the bad step
+        assert "non-finite loss or gradients at step 6" in done.stderr.strip().splitlines()[-1]
+        assert steps[-1] == 4  # nothing written after the bad step: no checkpoint, no eval of the broken state
+        assert max(json.loads(x)["step"] for x in open(workdir / "metrics.jsonl")) < 6
