@@ -22,7 +22,7 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from sora_jax.cli import fail, run_app
+from sora_jax.cli import fail, one_line, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py).")
 _MESH = flags.DEFINE_string("mesh", None, "data,fsdp,tensor sizes of the target mesh, e.g. 16,8,1.")
@@ -44,6 +44,11 @@ def _mesh_shape(text):
 
 def _main(argv):
     del argv
+    try:  # ml_collections reports a config file that failed to load only when it is first read
+        config = _CONFIG.value
+        config.mesh  # noqa: B018 - the first read raises a load failure
+    except OSError as e:
+        fail("--config: " + one_line(e))
     shape = _mesh_shape(_MESH.value)
     if _OUT.value and not os.path.isdir(os.path.dirname(os.path.abspath(_OUT.value))):
         fail(f"--out: directory {os.path.dirname(os.path.abspath(_OUT.value))} does not exist")
@@ -60,7 +65,7 @@ def _main(argv):
     if len(jax.devices()) < math.prod(shape):
         fail(f"--mesh: needs {math.prod(shape)} devices; jax already has {len(jax.devices())} (unset XLA_FLAGS)")
     try:
-        result = plan(_CONFIG.value, shape, device_memory_gb=_MEMORY.value, peak_tflops=_PEAK.value)
+        result = plan(config, shape, device_memory_gb=_MEMORY.value, peak_tflops=_PEAK.value)
     except (ConfigurationError, ConfigError, DataError) as e:
         fail(str(e))
     print(format_plan(result))

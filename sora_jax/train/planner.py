@@ -28,6 +28,7 @@ from sora_jax.models.sora import SoraModel
 from sora_jax.train import init_from, partitioning
 from sora_jax.train import optimizer as optim_lib
 from sora_jax.train.backends import JitBackend
+from sora_jax.train.errors import ConfigurationError
 from sora_jax.train.gan import GAN_TASKS, make_gan_parts
 from sora_jax.train.mesh import make_mesh
 from sora_jax.train.xla_cpu import STACKS
@@ -109,6 +110,11 @@ def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: floa
     mesh = make_mesh(mesh_shape, jax.devices()[:math.prod(mesh_shape)])
     rules = partitioning.rules_from_config(config.mesh.rules)
     t = config.train
+    B = config.data.batch_size
+    if B % t.microbatches:
+        raise ConfigurationError(f"config key train.microbatches: {t.microbatches} does not divide "
+                                 f"data.batch_size {B}")
+    partitioning.check_divisible(B // t.microbatches, mesh, rules, key="data.batch_size / train.microbatches")
     init_from.resolve(config)  # an imported part's size comes from its checkpoint's config.json
     model = SoraModel(_unrolled(SoraConfig.from_dict(config.model)))
     spec = example_spec(config.data)
@@ -121,7 +127,6 @@ def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: floa
     schedule = optim_lib.learning_rate_schedule(config.optim, t.num_steps)
     backend = JitBackend(model, tx, schedule, spec, mesh, rules, step_kwargs)
     state = backend.abstract_state()
-    B = config.data.batch_size
     sharding = partitioning.batch_sharding(mesh, rules)
     batch = {k: jax.ShapeDtypeStruct((B,) + shape, dtype, sharding=sharding) for k, (shape, dtype) in
              spec.fields().items()}

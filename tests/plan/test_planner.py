@@ -89,3 +89,13 @@ def test_report_text_and_bad_mesh(tiny_plan):
     bad = subprocess.run([sys.executable, "-m", "sora_jax.plan", "--config=configs/base.py", "--mesh=2,2"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600, env=ENV)
     assert bad.returncode == 2 and "--mesh" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--config=configs/nope.py", "--mesh=1,1,1"], "error: --config: "),
+    (["--config=configs/base.py", "--mesh=3,1,1"], "16 is not divisible by the 3 batch shards of mesh {'data': 3"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(flags, message):
+    bad = subprocess.run([sys.executable, "-m", "sora_jax.plan", *flags], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env=ENV)
+    assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
