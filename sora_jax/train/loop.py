@@ -85,10 +85,15 @@ def _model_flops_per_token(params) -> float:
 
 
 def _check_resume_layout(ckpt, config):
-    steps = ckpt.steps()
-    if not steps:
+    saved = None
+    for step in reversed(ckpt.steps()):  # the newest readable meta; restore_latest reports the others
+        try:
+            saved = ckpt.read_meta(step).get("layout", {})
+            break
+        except Exception:  # noqa: BLE001 - a torn or corrupt checkpoint
+            continue
+    if saved is None:
         return
-    saved = ckpt.read_meta(steps[-1]).get("layout", {})
     now = _layout(config)
     changed = {k: (saved.get(k), v) for k, v in now.items() if k in saved and saved[k] != v}
     if changed:

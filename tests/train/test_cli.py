@@ -103,8 +103,9 @@ def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
     train_steps = [x["step"] for x in lines if x["split"] == "train"]
     assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 60
 
-    # A truncated newest checkpoint is reported and the previous one is used.
-    newest = os.path.join(killed_dir, "checkpoints", "60", "state")
+    # A truncated newest checkpoint (its arrays and its JSON meta item alike) is reported and the
+    # previous one is used.
+    newest = os.path.join(killed_dir, "checkpoints", "60")
     for root, _, files in os.walk(newest):
         for name in files:
             path = os.path.join(root, name)
