@@ -4,6 +4,7 @@ input is one line with exit code 2."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -78,6 +79,40 @@ def test_bad_input_is_one_line_and_exit_code_2(caption_run, image_path, tmp_path
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not out.exists()
+
+
+def _truncate_files(folder):
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.getsize(path) > 64:
+                with open(path, "r+b") as f:
+                    f.truncate(os.path.getsize(path) // 2)
+
+
+def test_unreadable_checkpoints_fall_back_or_exit_2(caption_run, image_path, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(caption_run, workdir)
+    shutil.copytree(workdir / "checkpoints" / "30", workdir / "checkpoints" / "20")  # an older, readable one
+    _truncate_files(workdir / "checkpoints" / "30" / "state")
+    fallback = generate(workdir, "--task=caption", f"--image={image_path}")
+    assert fallback.returncode == 0, fallback.stderr[-3000:]
+    assert f"warning: checkpoint at step 30 in {workdir}/checkpoints cannot be read" in fallback.stderr
+    assert "using step 20" in fallback.stderr and fallback.stdout.strip()
+    chosen = generate(workdir, "--task=caption", f"--image={image_path}", "--step=30")
+    assert chosen.returncode == 2 and len(chosen.stderr.strip().splitlines()) == 1, chosen.stderr
+    assert f"error: --step: checkpoint 30 in {workdir}/checkpoints cannot be read" in chosen.stderr
+    # Another model in config.json: no checkpoint fits it.
+    config = json.loads((workdir / "config.json").read_text())
+    config["model"]["decoder"]["d_model"] *= 2
+    (workdir / "config.json").write_text(json.dumps(config))
+    other = generate(workdir, "--task=caption", f"--image={image_path}")
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert f"no checkpoint in {workdir}/checkpoints (steps 20, 30) can be read with {workdir}/config.json" in other.stderr
+    (workdir / "config.json").write_text('{"seed": 0,\n}')
+    broken = generate(workdir, "--task=caption", f"--image={image_path}")
+    assert broken.returncode == 2 and len(broken.stderr.strip().splitlines()) == 1, broken.stderr
+    assert f"error: --workdir: {workdir}/config.json:2: not JSON" in broken.stderr
 
 
 def test_evaluate_writes_losses_and_generation_metrics(caption_run):
