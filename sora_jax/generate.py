@@ -120,7 +120,7 @@ def _main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax's INFO lines are not for this command
     task = _TASK.value
     try:
-        _check_paths(task)
+        _check_flags(task)
         if task in IMAGE_TASKS:
             _image_task(task)
         else:
@@ -137,14 +137,31 @@ def _bad_input_errors():
     return BadInput, ConfigurationError, ConfigError, DataError, RequestError
 
 
-def _check_paths(task):
+# Allowed ranges; 0 keeps its documented meaning where it has one.
+_RANGES = {"max_new_tokens": (lambda v: v >= 0, ">= 0 (0: up to the context)"),
+           "beam": (lambda v: v >= 0, ">= 0 (0: greedy or sampling)"),
+           "temperature": (lambda v: v >= 0, ">= 0 (0: greedy)"),
+           "top_k": (lambda v: v >= 0, ">= 0 (0: all tokens)"),
+           "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+           "batch_size": (lambda v: v >= 1, ">= 1"),
+           "num": (lambda v: v >= 1, ">= 1"),
+           "columns": (lambda v: v >= 1, ">= 1"),
+           "scale": (lambda v: v >= 1, ">= 1")}
+
+
+def _check_flags(task):
     """Cheap checks before the checkpoint is read."""
+    for flag, (ok, rule) in _RANGES.items():
+        if not ok(flags.FLAGS[flag].value):
+            raise BadInput(f"--{flag} must be {rule}, got {flags.FLAGS[flag].value}")
     outputs = [("out", _OUT.value)] if task in IMAGE_TASKS else [("output_file", _OUTPUT_FILE.value)]
     if task in IMAGE_TASKS and not _OUT.value:
         raise BadInput(f"--out is required for --task={task}")
     for flag, path in outputs:
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise BadInput(f"--{flag}: directory {os.path.dirname(os.path.abspath(path))} does not exist")
+        if path and os.path.isdir(path):
+            raise BadInput(f"--{flag}: {path} is a directory; give a file name")
     needed = {"inpaint": ("image", "mask")}.get(task, ())
     if not _INPUT_FILE.value:
         needed += {"caption": ("image",), "vqa": ("image",)}.get(task, ())
@@ -157,8 +174,9 @@ def _check_paths(task):
     if _INPUT_FILE.value:
         if task in IMAGE_TASKS or task == "chat":
             raise BadInput(f"--input_file: batch mode is for the text tasks, not {task}")
-        if not os.path.exists(_INPUT_FILE.value):
-            raise BadInput(f"--input_file: {_INPUT_FILE.value} does not exist")
+        if not os.path.isfile(_INPUT_FILE.value):
+            raise BadInput(f"--input_file: {_INPUT_FILE.value} "
+                           f"{'is a directory' if os.path.isdir(_INPUT_FILE.value) else 'does not exist'}")
         if not _OUTPUT_FILE.value:
             raise BadInput("--output_file is required with --input_file")
 
@@ -191,14 +209,18 @@ def _decoding():
 
 def _text_task(task):
     from sora_jax.infer.text import TextTasks
+    try:
+        requests = _read_requests(_INPUT_FILE.value) if _INPUT_FILE.value else None
+    except _bad_input_errors() as e:
+        raise BadInput(str(e)) from None
     run = _load()
     tasks = TextTasks(run)
     try:
         tasks.check(task)
         if task == "chat":
             return _chat(tasks)
-        if _INPUT_FILE.value:
-            return _batch_mode(tasks, task)
+        if requests is not None:
+            return _batch_mode(tasks, task, requests)
         request = {"image": _IMAGE.value, "question": _QUESTION.value, "prompt": _PROMPT.value,
                    "input": _INPUT.value, "text": _TEXT.value}
         print(tasks(task, [{k: v for k, v in request.items() if v}], _decoding())[0])
@@ -206,33 +228,51 @@ def _text_task(task):
         raise BadInput(str(e)) from None
 
 
-def _batch_mode(tasks, task):
+def _read_requests(path):
     import json
 
     from sora_jax.data.errors import DataError
-    path = os.path.abspath(_INPUT_FILE.value)
+    path = os.path.abspath(path)
     requests = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                request = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"not JSON ({e.msg})", file=path, record=number) from None
-            if not isinstance(request, dict):
-                raise DataError("expected a JSON object", file=path, record=number)
-            requests.append({**request, "_file": path, "_record": number})
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except OSError as e:
+        raise BadInput(f"--input_file: cannot read {path} ({e.strerror})") from None
+    for number, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError("not UTF-8 text", file=path, record=number) from None
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"not JSON ({e.msg})", file=path, record=number) from None
+        if not isinstance(request, dict):
+            raise DataError("expected a JSON object", file=path, record=number)
+        requests.append({**request, "_file": path, "_record": number})
+    return requests
+
+
+def _batch_mode(tasks, task, requests):
+    import json
     outputs = []
     for i in range(0, len(requests), max(1, _BATCH.value)):
         part = requests[i:i + max(1, _BATCH.value)]
         outputs += tasks(task, part, _decoding())
     temp = _OUTPUT_FILE.value + ".tmp"
-    with open(temp, "w", encoding="utf-8") as f:
-        for request, output in zip(requests, outputs):
-            clean = {k: v for k, v in request.items() if not k.startswith("_")}
-            f.write(json.dumps({**clean, "output": output}) + "\n")
-    os.replace(temp, _OUTPUT_FILE.value)
+    try:
+        with open(temp, "w", encoding="utf-8") as f:
+            for request, output in zip(requests, outputs):
+                clean = {k: v for k, v in request.items() if not k.startswith("_")}
+                f.write(json.dumps({**clean, "output": output}) + "\n")
+        os.replace(temp, _OUTPUT_FILE.value)
+    except BaseException:
+        if os.path.isfile(temp):  # no stray half file when the write or the rename fails
+            os.remove(temp)
+        raise
     print(f"wrote {len(outputs)} outputs to {_OUTPUT_FILE.value}")
 
 

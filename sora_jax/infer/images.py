@@ -35,8 +35,13 @@ def save_png(pixels_HxWxC: np.ndarray, path: str):
     """Written to a temporary name and renamed, so a reader never sees half a file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = path + ".tmp"
-    Image.fromarray(pixels_HxWxC).save(temp, format="PNG")
-    os.replace(temp, path)
+    try:
+        Image.fromarray(pixels_HxWxC).save(temp, format="PNG")
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.isfile(temp):  # no stray half file when the write or the rename fails
+            os.remove(temp)
+        raise
 
 
 def load_image(path: str, size: int, channels: int = 3) -> np.ndarray:

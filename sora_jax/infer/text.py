@@ -101,7 +101,12 @@ class TextTasks:
         rng = np.random.default_rng(0)
         rows = []
         for request in requests:
-            record = {**_record(task, request), "_file": request.get("_file"), "_record": request.get("_record")}
+            try:
+                record = {**_record(task, request), "_file": request.get("_file"), "_record": request.get("_record")}
+            except RequestError as e:
+                if request.get("_file"):  # a batch file's request: say which line
+                    raise RequestError(f"{request['_file']}:{request.get('_record')}: {e}") from None
+                raise
             rows.append(self.spec.complete(builder(record, rng) if task != "complete" else {}, TEXT_TASKS[task]))
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 

@@ -68,17 +68,37 @@ def test_batch_mode_writes_one_output_per_request(caption_run, image_path, tmp_p
     (["--task=caption", "--image=/nonexistent.png"], "--image: /nonexistent.png does not exist"),
     (["--task=caption", "--input_file={badjson}", "--output_file={out}"], "badjson.jsonl"),
     (["--task=caption"], "--image is required"),
+    (["--task=caption", "--input_file={missing}", "--output_file={out}"], "missing.jsonl:2: task caption: the request "
+                                                                         "needs 'image'"),
+    (["--task=caption", "--input_file={latin}", "--output_file={out}"], "latin.jsonl:2: not UTF-8 text"),
+    (["--task=caption", "--input_file={folder}", "--output_file={out}"], "--input_file: {folder} is a directory"),
+    (["--task=caption", "--input_file={missing}", "--output_file={folder}"], "--output_file: {folder} is a directory"),
+    (["--task=t2i", "--prompt=a", "--out={folder}"], "--out: {folder} is a directory"),
+    (["--task=t2i", "--prompt=a", "--out={out}", "--scale=0"], "--scale must be >= 1, got 0"),
+    (["--task=caption", "--image={image}", "--max_new_tokens=-3"], "--max_new_tokens must be >= 0"),
+    (["--task=caption", "--image={image}", "--temperature=-1"], "--temperature must be >= 0 (0: greedy), got -1"),
+    (["--task=caption", "--image={image}", "--top_p=2.5"], "--top_p must be in (0, 1], got 2.5"),
+    (["--task=caption", "--image={image}", "--top_p=0"], "--top_p must be in (0, 1], got 0"),
+    (["--task=caption", "--image={image}", "--top_k=-4"], "--top_k must be >= 0 (0: all tokens), got -4"),
+    (["--task=caption", "--image={image}", "--beam=-2"], "--beam must be >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(caption_run, image_path, tmp_path, flags, message):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     badjson = tmp_path / "badjson.jsonl"
     badjson.write_text('{"image": "x.png"}\n{not json\n')
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text(json.dumps({"image": image_path}) + "\n" + json.dumps({"question": "x"}) + "\n")
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps({"image": image_path}).encode() + b"\n\xff\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
     out = tmp_path / "out.jsonl"
-    result = generate(caption_run, *[f.format(image=image_path, bad=bad, badjson=badjson, out=out) for f in flags])
+    names = dict(image=image_path, bad=bad, badjson=badjson, out=out, missing=missing, latin=latin, folder=folder)
+    result = generate(caption_run, *[f.format(**names) for f in flags])
     assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not out.exists()
+    assert message.format(**names) in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.tmp")) and not list(folder.iterdir())
 
 
 def _truncate_files(folder):
