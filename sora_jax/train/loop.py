@@ -168,7 +168,8 @@ def train(config, workdir: str) -> int:
     else:
         step, state = 0, backend.init(jax.random.key(config.seed), pretrained=init_from.load(imports, model_cfg))
     saved_step = step if restored is not None else None  # the step the newest checkpoint holds
-    writer = MetricWriter(workdir, enabled=is_main)
+    restored_final = restored is not None and step >= t.num_steps  # a finished run, run again
+    writer = MetricWriter(workdir, enabled=is_main, resumed_step=step)
     text_eval = GeneratedEval.create(config, model, tokenizer)
     gan_eval = None
     if gan is not None:
@@ -243,7 +244,9 @@ def train(config, workdir: str) -> int:
                 blocked = time.perf_counter() - save_start
                 ckpt_blocked += blocked
                 total_blocked += blocked
-        if step >= t.num_steps:
+        if step >= t.num_steps and restored_final and _evaluated_already(writer, step):
+            log.info("step %d was trained and evaluated already; nothing to do", step)
+        elif step >= t.num_steps:
             _evaluate(backend, state, config, tokenizer, step, writer, gan_eval, text_eval)
         else:  # stopped by a signal: save where we are
             if pending:
@@ -282,6 +285,15 @@ def _flush(pending, step, nonfinite):
     if not math.isfinite(values["loss"]) and nonfinite == "skip":
         values["loss"] = float("nan")
     return values
+
+
+def _evaluated_already(writer, step) -> bool:
+    """Process 0 reads metrics.jsonl; every process takes its answer (evaluating is collective)."""
+    done = jax.process_index() == 0 and writer.has_record(step, "eval")
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        done = bool(multihost_utils.broadcast_one_to_all(np.asarray(done)))
+    return done
 
 
 def _abort_if_nonfinite(host, step):

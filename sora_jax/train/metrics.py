@@ -4,12 +4,14 @@ DIR/tb/. Only process 0 writes."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
 
 from sora_jax.data.schema import TASKS
 
+log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -37,27 +39,57 @@ def summarize(raw: dict, prefix: str = "") -> dict:
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True, resumed_step: int = 0):
+        """resumed_step: the step a resumed run continues from; TensorBoard then drops what the
+        interrupted run logged after it (a purge event), as truncate_after does for metrics.jsonl."""
         self.enabled = enabled
         self.path = os.path.join(workdir, METRICS_FILE)
         self._tb = None
         if enabled and tensorboard:
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+            self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=resumed_step + 1 if resumed_step else None)
 
     def truncate_after(self, step: int):
         """On resume from `step`: drop training lines the interrupted run wrote after it, so the
-        file reads as one uninterrupted run (rewritten atomically)."""
+        file reads as one uninterrupted run (rewritten atomically). A line that is not JSON (a write
+        cut short by a kill) is dropped with a warning."""
         if not self.enabled or not os.path.exists(self.path):
             return
         with open(self.path) as f:
-            lines = [line for line in f if line.strip()]
-        keep = [line for line in lines if json.loads(line).get("step", 0) <= step]
-        if len(keep) != len(lines):
+            text = f.read()
+        keep, torn = [], []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                torn.append(number)
+                continue
+            if record.get("step", 0) <= step:
+                keep.append(line + "\n")
+        if torn:
+            log.warning("%s: dropped %d line(s) that are not JSON (line %s), left by a write cut short",
+                        self.path, len(torn), ", ".join(map(str, torn)))
+        if "".join(keep) != text:
             temp = self.path + ".tmp"
             with open(temp, "w") as f:
                 f.writelines(keep)
             os.replace(temp, self.path)
+
+    def has_record(self, step: int, split: str) -> bool:
+        """Whether metrics.jsonl holds a `split` record at `step` (e.g. a finished run's final eval)."""
+        if not os.path.exists(self.path):
+            return False
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("step") == step and record.get("split") == split:
+                    return True
+        return False
 
     def write(self, step: int, values: dict, split: str = "train"):
         if not self.enabled:

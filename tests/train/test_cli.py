@@ -118,6 +118,12 @@ def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
     assert os.path.isdir(str(killed_dir / "checkpoints") + ".unreadable")  # set aside, not deleted
     assert_identical(final_params(killed_dir)[1], params_a)
 
+    # The finished run, run again: nothing to train, and its final evaluation is not repeated.
+    finished = run(killed_dir, *steps)
+    assert finished.returncode == 0 and "evaluated already" in finished.stderr, finished.stderr[-3000:]
+    evals = [json.loads(x)["step"] for x in open(killed_dir / "metrics.jsonl") if '"eval"' in x]
+    assert evals.count(60) == 1
+
 
 def test_sigterm_saves_the_current_step_and_exits_0(tmp_path):
     workdir = tmp_path / "w"
