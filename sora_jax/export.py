@@ -34,6 +34,8 @@ def _main(argv):
     out = os.path.abspath(_OUT.value)
     if not os.path.isdir(os.path.dirname(out)):
         fail(f"--out: directory {os.path.dirname(out)} does not exist")
+    if os.path.isdir(out):
+        fail(f"--out: {out} is a directory; give a file name")
     from sora_jax.infer.run import load_run
     from sora_jax.interop.safetensors_io import save_params
     from sora_jax.models.config import ConfigError

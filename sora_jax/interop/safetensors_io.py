@@ -42,8 +42,13 @@ def save_params(params, path: str, *, dtype: str | None = None, metadata: dict |
             array = array.astype(DTYPES[dtype])
         arrays[name] = array
     temp = path + ".tmp"
-    save_file(arrays, temp, metadata={**FORMAT, **{str(k): str(v) for k, v in (metadata or {}).items()}})
-    os.replace(temp, path)
+    try:
+        save_file(arrays, temp, metadata={**FORMAT, **{str(k): str(v) for k, v in (metadata or {}).items()}})
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.isfile(temp):  # no stray half file when the write or the rename fails
+            os.remove(temp)
+        raise
     return path
 
 

@@ -36,8 +36,16 @@ def test_export_round_trips_the_checkpoint(caption_run, tmp_path):  # noqa: F811
 
 
 def test_bad_input_is_one_line_and_exit_code_2(caption_run, tmp_path):  # noqa: F811
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"seed": 0,\n}')
+    (tmp_path / "folder").mkdir()
     for flags, message in [([f"--workdir={caption_run}", "--out=/nonexistent/x.safetensors"], "does not exist"),
                            ([f"--workdir={caption_run}x", f"--out={tmp_path / 'x'}"], "does not exist"),
-                           ([f"--workdir={caption_run}", f"--out={tmp_path / 'x'}", "--part=nope"], "not one of")]:
+                           ([f"--workdir={caption_run}", f"--out={tmp_path / 'x'}", "--part=nope"], "not one of"),
+                           ([f"--workdir={caption_run}", f"--out={tmp_path / 'folder'}"],
+                            f"--out: {tmp_path / 'folder'} is a directory"),
+                           ([f"--workdir={broken}", f"--out={tmp_path / 'x'}"], f"{broken}/config.json:2: not JSON")]:
         out = export(*flags)
         assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "folder"]

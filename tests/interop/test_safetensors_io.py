@@ -56,3 +56,10 @@ def test_files_that_do_not_fit_the_model_are_named(params, tmp_path):
         load_params(str(tmp_path / "junk.safetensors"))
     with pytest.raises(ParamsFileError, match="no such file"):
         load_params(str(tmp_path / "absent.safetensors"))
+
+
+def test_a_failed_write_leaves_no_temporary_file(params, tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError):
+        save_params(params, str(tmp_path / "folder"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
