@@ -32,8 +32,13 @@ def _main(argv):
     from sora_jax.infer.text import Decoding, RequestError
     from sora_jax.models.config import ConfigError
     from sora_jax.train.errors import ConfigurationError
+    for flag in (_MAX_BATCHES, _BEAM):
+        if flag.value < 0:
+            _fail(f"--{flag.name} must be >= 0 (0: {'the whole split' if flag is _MAX_BATCHES else 'greedy'}), "
+                  f"got {flag.value}")
     try:
         run = load_run(_WORKDIR.value, _STEP.value)
+        _check_split(run.config, _SPLIT.value)
         results = evaluate_run(run, _WORKDIR.value, _SPLIT.value, max_batches=_MAX_BATCHES.value,
                                decoding=Decoding(beam=_BEAM.value))
     except (ConfigurationError, ConfigError, DataError, RequestError) as e:
@@ -42,6 +47,17 @@ def _main(argv):
     with open(md_path) as f:
         print(f.read())
     print(f"wrote {json_path} and {md_path}")
+
+
+def _check_split(config, split):
+    """The splits every dataset of the run has (the bundled shapes data also has a holdout split)."""
+    from sora_jax.data.datasets import SPLITS
+    from sora_jax.data.datasets.shapes import SPLITS as SHAPES_SPLITS
+    from sora_jax.data.loader import components_config
+    datasets = {entry["dataset"] for entry in components_config(config.data).values()}
+    valid = [s for s in SHAPES_SPLITS if all(s in (SHAPES_SPLITS if d == "shapes" else SPLITS) for d in datasets)]
+    if split not in valid:
+        _fail(f"--split: unknown split {split!r}; this run's data has {', '.join(valid)}")
 
 
 def run():

@@ -62,6 +62,8 @@ def _main(argv):
     from sora_jax.data.errors import DataError
     from sora_jax.models.config import ConfigError
     from sora_jax.train.errors import ConfigurationError
+    if _SCENES.value < 0:
+        fail(f"--scenes must be >= 0 (0: no scenes), got {_SCENES.value}")
     try:
         md, page = make_report(_WORKDIR.value, _STEP.value, _SCENES.value)
     except (ConfigurationError, ConfigError, DataError) as e:

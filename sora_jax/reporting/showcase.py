@@ -48,7 +48,7 @@ def build(run, workdir: str, *, num_scenes: int = 8, lm_tokens: int = 200) -> Sh
     tasks = TextTasks(run)
     show = Showcase()
     trained = tasks.trained
-    if trained & {"caption", "vqa", "classify"} and "shapes" in set().union(
+    if num_scenes > 0 and trained & {"caption", "vqa", "classify"} and "shapes" in set().union(
             *(_datasets(run.config, t) for t in ("caption", "vqa", "classify"))):
         show.scenes = _scenes(run, tasks, num_scenes)
     if "lm" in trained:

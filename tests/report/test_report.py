@@ -15,6 +15,7 @@ import sys
 import pytest
 from PIL import Image
 
+from tests.infer.test_generate_text import caption_run  # noqa: F401  (the shared trained run)
 from tests.shared_run import shared_run
 from tests.train.test_cli import ENV, ROOT
 
@@ -73,6 +74,22 @@ def test_report_on_a_missing_run_is_one_line_and_exit_2(tmp_path):
     out = _run("sora_jax.report", f"--workdir={tmp_path / 'nowhere'}")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"error: --workdir: {tmp_path / 'nowhere'} does not exist"]
+    (tmp_path / "config.json").write_text("{not json")
+    broken = _run("sora_jax.report", f"--workdir={tmp_path}")
+    assert broken.returncode == 2
+    assert broken.stderr.strip().splitlines() == [f"error: --workdir: {tmp_path}/config.json:1: not JSON "
+                                                  f"(Expecting property name enclosed in double quotes)"]
+    scenes = _run("sora_jax.report", f"--workdir={tmp_path}", "--scenes=-1")
+    assert scenes.returncode == 2
+    assert scenes.stderr.strip().splitlines() == ["error: --scenes must be >= 0 (0: no scenes), got -1"]
+
+
+def test_zero_scenes_leaves_the_section_out(caption_run, tmp_path):  # noqa: F811
+    workdir = tmp_path / "run"
+    shutil.copytree(caption_run, workdir)  # the report is written into the run's folder
+    out = _run("sora_jax.report", f"--workdir={workdir}", "--scenes=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Validation scenes" not in (workdir / "report.md").read_text(encoding="utf-8")
 
 
 def _chromium():
