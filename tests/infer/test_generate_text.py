@@ -152,3 +152,14 @@ def test_evaluate_writes_losses_and_generation_metrics(caption_run):
     bad = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={caption_run}x"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600, env=ENV)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max_batches=-1"], "error: --max_batches must be >= 0 (0: the whole split), got -1"),
+    (["--beam=-3"], "error: --beam must be >= 0 (0: greedy), got -3"),
+    (["--split=valdation"], "error: --split: unknown split 'valdation'; this run's data has train, validation, holdout"),
+])
+def test_evaluate_bad_flags_are_one_line_and_exit_code_2(caption_run, flags, message):
+    bad = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={caption_run}", *flags], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600, env=ENV)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [message], bad.stderr
