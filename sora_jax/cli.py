@@ -3,6 +3,7 @@ app whose flag errors take that exit too."""
 
 from __future__ import annotations
 
+import ast
 import sys
 
 from absl import app, flags
@@ -17,7 +18,47 @@ def fail(message: str, code: int = BAD_INPUT):
 
 def one_line(e: BaseException) -> str:
     text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    text = _unquote(_unquote(text.strip()))  # a KeyError's message, re-wrapped by absl, arrives as a repr
     return " ".join(part.strip() for part in text.strip().splitlines() if part.strip()) or type(e).__name__
+
+
+def _unquote(text: str) -> str:
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        return value if isinstance(value, str) else text
+    return text
+
+
+def _user_frame(e: BaseException):
+    """file:line of the innermost traceback frame outside this package and the libraries: the
+    config file's own code (None if there is none)."""
+    where, tb = None, e.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not any(part in filename for part in ("/sora_jax/", "site-packages", "<frozen", "/lib/python")):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def _raised_in_user_code(e: BaseException) -> bool:
+    return isinstance(e, SyntaxError) or _user_frame(e) is not None
+
+
+def _key_message(text: str) -> str:
+    """ml_collections names a misspelt key alone ('num_stepz' Did you mean ...): say what it is."""
+    return f"config key {text}" if text.startswith("'") and "Did you mean" in text else text
+
+
+def config_file_error(e: BaseException, flag: str = "--config") -> str:
+    """One line for a config file that failed to load: where (file:line in it) and what."""
+    if isinstance(e, SyntaxError):
+        return f"{flag}: {e.filename}:{e.lineno}: syntax error: {e.msg}"
+    where = _user_frame(e)
+    return f"{flag}: {where + ': ' if where else ''}{type(e).__name__}: {one_line(e)}"
 
 
 def run_app(main):
@@ -25,6 +66,6 @@ def run_app(main):
     def parse(argv):
         try:
             return flags.FLAGS(argv)
-        except (flags.Error, ValueError, KeyError, AttributeError, TypeError, OSError) as e:
-            fail(one_line(e))
+        except Exception as e:  # noqa: BLE001 - a bad flag, or whatever a config file's own code raised
+            fail(config_file_error(e) if _raised_in_user_code(e) else _key_message(one_line(e)))
     app.run(main, flags_parser=parse)

@@ -17,7 +17,7 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from sora_jax.cli import fail as _fail, one_line, run_app
+from sora_jax.cli import config_file_error, fail as _fail, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py).",
                                           lock_config=True)
@@ -37,12 +37,23 @@ def _main(argv):
     try:  # ml_collections reports a config file that failed to load only when it is first read
         config = _CONFIG.value
         config.distributed  # noqa: B018 - the first read raises a load failure
-    except OSError as e:
-        _fail("--config: " + one_line(e))
+    except Exception as e:  # noqa: BLE001 - whatever the config file's own code raised
+        _fail(config_file_error(e))
     workdir = os.path.abspath(_WORKDIR.value)
     parent = os.path.dirname(workdir)
-    if not os.path.isdir(parent):
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        _fail(f"--workdir: {workdir} exists and is not a directory")
+    if not os.path.exists(parent):
         _fail(f"--workdir: parent directory {parent} does not exist")
+    if not os.path.isdir(parent):
+        _fail(f"--workdir: {parent} is not a directory")
+    if not os.path.isdir(workdir):
+        try:
+            os.makedirs(workdir)
+        except OSError as e:
+            _fail(f"--workdir: cannot create {workdir}: {e.strerror}")
+    if not os.access(workdir, os.W_OK):
+        _fail(f"--workdir: {workdir} is not writable")
     if config.train.reuse_host_memory:  # before the runtime starts its threads
         from sora_jax.train import host_memory
         host_memory.reuse_freed_memory()

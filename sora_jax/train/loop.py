@@ -30,7 +30,7 @@ from sora_jax.train.gan import GAN_TASKS, make_gan_parts
 from sora_jax.train.mesh import make_mesh
 from sora_jax.train.metrics import MetricWriter, summarize
 from sora_jax.train.partitioning import rules_from_config
-from sora_jax.train.validate import check_config
+from sora_jax.train.validate import check_config, check_values
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
@@ -135,6 +135,7 @@ def _evaluate(backend, state, config, tokenizer, step, writer, gan_eval=None, te
 def train(config, workdir: str) -> int:
     """Runs (or resumes) the experiment; returns the process exit code."""
     is_main = jax.process_index() == 0
+    check_values(config)
     compile_cache.enable(config.train.compilation_cache_dir, config.train.compilation_cache_max_mb)
     imports = init_from.resolve(config)  # imported parts fix their architecture before the model is built
     model_cfg = SoraConfig.from_dict(config.model)

@@ -14,7 +14,11 @@ AXES = ("data", "fsdp", "tensor")
 
 
 def resolve_shape(shape, num_devices: int) -> tuple[int, ...]:
-    shape = tuple(int(s) for s in shape)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"config key mesh.shape: needs {len(AXES)} integer sizes for axes {AXES}, "
+                                 f"got {shape!r}") from None
     if len(shape) != len(AXES):
         raise ConfigurationError(f"config key mesh.shape: needs {len(AXES)} sizes for axes {AXES}, got {shape}")
     if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):

@@ -11,6 +11,34 @@ from sora_jax.train.partitioning import check_divisible
 _TRAIN_POSITIVE = ("num_steps", "log_every", "checkpoint_every", "microbatches")
 
 
+# (section, key, lowest allowed value, what the bound means) for numbers that have no other check
+_RANGES = (("train", "keep_checkpoints", 0, "0: keep all"), ("train", "keep_every", 0, "0: none"),
+           ("train", "z_loss", 0, ""), ("train", "peak_tflops", 0, "0: not reported"),
+           ("data", "batch_size", 1, ""), ("data", "eval_batch_size", 1, ""),
+           ("optim", "learning_rate", 0, ""), ("optim", "warmup_steps", 0, ""), ("optim", "weight_decay", 0, ""),
+           ("optim", "clip_norm", 0, "0: off"))
+
+
+def check_values(config):
+    """Numbers and choices that are wrong on their own, whatever else the config says: checked
+    first, before anything is built or written."""
+    from sora_jax.train.step import NONFINITE_POLICIES
+    for section, key, lowest, meaning in _RANGES:
+        if section in config and key in config[section] and not config[section][key] >= lowest:
+            bound = f"must be >= {lowest}" + (f" ({meaning})" if meaning else "")
+            raise ConfigurationError(f"config key {section}.{key}: {bound}, got {config[section][key]}")
+    t = config.train
+    if t.nonfinite not in NONFINITE_POLICIES:
+        raise ConfigurationError(f"config key train.nonfinite: must be one of {NONFINITE_POLICIES}, got {t.nonfinite!r}")
+    negative = {task: w for task, w in t.task_weights.items() if not w >= 0}
+    if negative:
+        raise ConfigurationError(f"config key train.task_weights: weights must be >= 0, got {negative}")
+    if any(int(s) < 1 for s in t.debug_nan_steps):
+        raise ConfigurationError(f"config key train.debug_nan_steps: steps are 1-based, got {tuple(t.debug_nan_steps)}")
+    if not 0 <= config.optim.get("end_lr_fraction", 0) <= 1:
+        raise ConfigurationError(f"config key optim.end_lr_fraction: must be in [0, 1], got {config.optim.end_lr_fraction}")
+
+
 def check_config(config, model_cfg, tokenizer, mesh, rules):
     t = config.train
     for key in _TRAIN_POSITIVE:

@@ -65,6 +65,7 @@ def wait_for_checkpoint(workdir, proc, timeout=300):
     (["--config.model.decoder.num_heads=3"], "model.decoder.num_heads: d_model 32 is not divisible by num_heads 3"),
     (["--config.data.name=shape"], "unknown dataset 'shape'"),
     (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
+    (["--config.train.nonfinite=abrt"], "config key train.nonfinite: must be one of ('skip', 'abort')"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, flags, message):
     done = run(tmp_path / "w", *flags)
@@ -77,6 +78,25 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, flags, message):
 def test_missing_workdir_parent_is_exit_code_2(tmp_path):
     done = run(tmp_path / "no" / "such" / "dir")
     assert done.returncode == 2 and "parent directory" in done.stderr.strip().splitlines()[-1]
+    (tmp_path / "file").write_text("not a directory")
+    for workdir, message in ((tmp_path / "file", "exists and is not a directory"),
+                             (tmp_path / "file" / "w", f"{tmp_path / 'file'} is not a directory")):
+        done = run(workdir)
+        assert done.returncode == 2 and message in done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
+    assert (tmp_path / "file").read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("source,message", [
+    ("def get_config(:\n    pass\n", "bad.py:1: syntax error"),
+    ("import ml_collections\n\ndef get_config():\n    return undefined_name\n",
+     "bad.py:4: NameError: name 'undefined_name' is not defined"),
+])
+def test_a_config_file_that_fails_to_load_is_named_with_its_line(tmp_path, source, message):
+    (tmp_path / "bad.py").write_text(source)
+    done = run(tmp_path / "w", f"--config={tmp_path / 'bad.py'}")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --config: "), done.stderr
+    assert message in lines[0]
 
 
 def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):

@@ -40,3 +40,45 @@ def test_config_loads_validates_and_documents_its_command(name):
     documented = {"sora_base": (255e6, 275e6), "sora_large": (1.8e9, 2.0e9)}.get(name)
     if documented:
         assert documented[0] < total < documented[1], total
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_passes_the_value_checks(name):
+    from sora_jax.train.validate import check_values
+    check_values(importlib.import_module(f"configs.{name}").get_config())
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train.nonfinite", "abrt", "config key train.nonfinite: must be one of ('skip', 'abort'), got 'abrt'"),
+    ("train.keep_checkpoints", -1, "config key train.keep_checkpoints: must be >= 0 (0: keep all), got -1"),
+    ("data.batch_size", 0, "config key data.batch_size: must be >= 1, got 0"),
+    ("data.eval_batch_size", 0, "config key data.eval_batch_size: must be >= 1"),
+    ("optim.learning_rate", -1.0, "config key optim.learning_rate: must be >= 0, got -1.0"),
+    ("optim.warmup_steps", -5, "config key optim.warmup_steps"),
+    ("optim.end_lr_fraction", 1.5, "config key optim.end_lr_fraction: must be in [0, 1]"),
+    ("train.z_loss", float("nan"), "config key train.z_loss: must be >= 0, got nan"),
+    ("train.peak_tflops", -1.0, "config key train.peak_tflops"),
+    ("train.task_weights.lm", -1.0, "config key train.task_weights: weights must be >= 0, got {'lm': -1.0}"),
+    ("train.debug_nan_steps", (0,), "config key train.debug_nan_steps: steps are 1-based, got (0,)"),
+])
+def test_values_wrong_on_their_own_name_their_key(key, value, message):
+    from configs.base import get_config
+    from sora_jax.train.errors import ConfigurationError
+    from sora_jax.train.validate import check_values
+    config = get_config()
+    *path, last = key.split(".")
+    node = config
+    for part in path:
+        node = node[part]
+    with node.ignore_type():
+        node[last] = value
+    with pytest.raises(ConfigurationError) as raised:
+        check_values(config)
+    assert message in str(raised.value)
+
+
+def test_a_mesh_shape_that_is_not_integers_names_the_key():
+    from sora_jax.train.errors import ConfigurationError
+    from sora_jax.train.mesh import resolve_shape
+    with pytest.raises(ConfigurationError, match="config key mesh.shape: needs 3 integer sizes .* got 'abc'"):
+        resolve_shape("abc", 8)
