@@ -152,7 +152,9 @@ def make_train_step(model: SoraModel, tx: optax.GradientTransformation, schedule
                 new_gan = keep(new_gan, state.gan)
         new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt_state, gan=new_gan,
                                   nonfinite_skipped=state.nonfinite_skipped + (~finite).astype(jnp.int32))
-        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
+        # A skipped step leaves the optimizer's own step count (and so its schedule) behind.
+        applied = state.step - state.nonfinite_skipped
+        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(applied),
                    "finite": finite, "nonfinite_skipped": new_state.nonfinite_skipped,
                    "task_loss_sum": sums, "task_count": denominators,
                    "examples": all_sum(jnp.sum(batch["weight"])),

@@ -43,3 +43,21 @@ def test_z_loss_moves_the_objective_and_the_update_but_not_the_reported_cross_en
 
     evaluated = jax.jit(make_eval_step(model))(state.params, batch)
     np.testing.assert_allclose(evaluated["task_loss_sum"], plain["task_loss_sum"], rtol=1e-6)
+
+
+def test_after_a_skipped_step_the_logged_learning_rate_is_the_one_the_optimizer_applies():
+    from sora_jax.train import optimizer
+    from tests.train.helpers import optim
+    model = SoraModel(tiny_model())
+    o = optim("adamw", lr=1e-2, warmup_steps=4, schedule="linear", end_lr_fraction=0.0)
+    tx, schedule = optimizer.make_optimizer(o, 10), optimizer.learning_rate_schedule(o, 10)
+    state, _ = create_state(model, tx, SPEC, make_mesh((1, 1, 1), jax.devices()[:1]), (), jax.random.key(0))
+    step = jax.jit(make_train_step(model, tx, schedule, poison_steps=(1,)))
+    logged = []
+    for i, b in enumerate(batches(3)):
+        state, metrics = step(state, jax.tree.map(jnp.asarray, b), jax.random.key(i))
+        logged.append(float(metrics["learning_rate"]))
+    counts = {int(c) for _, c in optax.tree_utils.tree_get_all_with_path(state.opt_state, "count")}
+    assert int(state.nonfinite_skipped) == 1 and counts == {2}  # two updates applied in three steps
+    # The skipped step and the first applied one both use the schedule's first value.
+    np.testing.assert_allclose(logged, [float(schedule(0)), float(schedule(0)), float(schedule(1))])
