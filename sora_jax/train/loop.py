@@ -231,7 +231,7 @@ def train(config, workdir: str) -> int:
                     values["mfu"] = values["model_tflops_per_s"] * 1e12 / peak
                 writer.write(step, values)
                 progress.update(len(pending))
-                progress.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{values['tokens_per_s']:.0f}")
+                progress.set_postfix(_postfix(values, text=bool(tokens)))
                 pending, window_start, data_wait, ckpt_blocked = [], time.perf_counter(), 0.0, 0.0
             if pending and t.nonfinite == "abort" and (boundary_eval or boundary_samples):
                 _abort_if_nonfinite(jax.device_get(pending), step)  # evaluate or sample no broken state
@@ -289,6 +289,15 @@ def _flush(pending, step, nonfinite):
     if not math.isfinite(values["loss"]) and nonfinite == "skip":
         values["loss"] = float("nan")
     return values
+
+
+def _postfix(values, text: bool) -> dict:
+    """The progress bar's figures: the text loss and tokens/s, or for a run without text targets
+    (image generation alone) the GAN's losses and examples (images) per second."""
+    if text or "gan/g_loss" not in values:
+        return {"loss": f"{values['loss']:.4f}", "tok_s": f"{values['tokens_per_s']:.0f}"}
+    return {"g_loss": f"{values['gan/g_loss']:.3f}", "d_loss": f"{values['gan/d_loss']:.3f}",
+            "img_s": f"{values['examples_per_s']:.1f}"}
 
 
 def _evaluated_already(writer, step) -> bool:
