@@ -47,7 +47,12 @@ def tokenizer_from_config(data_cfg, workdir: str | None = None, *, process_index
     WORKDIR/tokenizer (the other processes wait for it) and reused when the run resumes."""
     spec = data_cfg.tokenizer
     if spec != "sentencepiece:train":
-        return make_tokenizer(spec)
+        try:
+            return make_tokenizer(spec)
+        except DataError as e:
+            if e.file is not None:  # names its file already
+                raise
+            raise DataError(e.reason, file="config", field="data.tokenizer") from None
     if data_cfg.sentencepiece_type not in SENTENCEPIECE_TYPES:
         raise DataError(f"must be one of {', '.join(SENTENCEPIECE_TYPES)}, got {data_cfg.sentencepiece_type!r}",
                         file="config", field="data.sentencepiece_type")

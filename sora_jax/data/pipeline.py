@@ -148,8 +148,10 @@ def _component_stream(component: Component, spec: ExampleSpec, *, seed, process_
                       read_threads):
     share = _process_share(len(component.source), process_index, process_count)
     if len(share) == 0:
-        raise DataError(f"no records for process {process_index} of {process_count} "
-                        f"(the dataset has {len(component.source)})", file=component.name)
+        files = getattr(component.source, "_paths", None) or [getattr(component.source, "_root", None)]
+        where = ", ".join(str(f) for f in files if f) or component.name
+        raise DataError(f"{component.name}: no records for process {process_index} of {process_count} "
+                        f"(the dataset has {len(component.source)})", file=where)
     ds = share.shuffle(seed=seed).repeat(None)  # elements are global record ids, reshuffled every epoch
     ds = ds.map_with_index(_Guarded(component.name, component.source, component.builder, on_error, seed + 1,
                                     len(share)))

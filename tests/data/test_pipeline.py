@@ -256,6 +256,14 @@ def test_a_process_without_records_is_an_error():
         training_dataset([component(numbered(2))], SPEC, batch_size=1, seed=0, process_index=2, process_count=3)
 
 
+def test_an_empty_file_is_named(tmp_path):
+    from sora_jax.data.sources import JsonlSource
+    (tmp_path / "empty.jsonl").write_text("")
+    comp = Component("train", JsonlSource(str(tmp_path / "empty.jsonl")), make_builder("lm", SPEC, TOK))
+    with pytest.raises(DataError, match=rf"^{tmp_path}/empty.jsonl: train: no records for process 0 of 1"):
+        training_dataset([comp], SPEC, batch_size=1, seed=0)
+
+
 def test_uneven_process_shares_over_two_epochs():
     comp = component(numbered(7))
     for count in (2, 3):

@@ -302,6 +302,14 @@ def test_make_tokenizer_unknown_spec(spec):
     assert f"unknown tokenizer spec {spec!r}" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_an_unknown_tokenizer_in_the_config_names_the_key():
+    import ml_collections
+
+    from sora_jax.data.loader import tokenizer_from_config
+    with pytest.raises(DataError, match=r"^config key data.tokenizer: unknown tokenizer spec 'bpe'"):
+        tokenizer_from_config(ml_collections.ConfigDict({"tokenizer": "bpe"}))
+
+
 @pytest.mark.parametrize("kind", ["sentencepiece", "hf"])
 def test_make_tokenizer_missing_file_names_the_path(kind, tmp_path):
     missing = str(tmp_path / "nowhere" / "tok.file")
