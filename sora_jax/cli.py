@@ -55,9 +55,12 @@ def _key_message(text: str) -> str:
 
 def config_file_error(e: BaseException, flag: str = "--config") -> str:
     """One line for a config file that failed to load: where (file:line in it) and what."""
+    where = f"{e.filename}:{e.lineno}" if isinstance(e, SyntaxError) else _user_frame(e)
+    if where and where.rsplit(":", 1)[0].endswith(".json"):  # a run's config.json, read as Python
+        path = where.rsplit(":", 1)[0]
+        return f"{flag}: {path} is JSON, not a config file; run a saved config with --config=configs/from_run.py:{path}"
     if isinstance(e, SyntaxError):
-        return f"{flag}: {e.filename}:{e.lineno}: syntax error: {e.msg}"
-    where = _user_frame(e)
+        return f"{flag}: {where}: syntax error: {e.msg}"
     return f"{flag}: {where + ': ' if where else ''}{type(e).__name__}: {one_line(e)}"
 
 

@@ -154,7 +154,8 @@ class Checkpointer:
             raise CheckpointMismatch(f"none of the checkpoints in {self.directory} (steps "
                                      f"{', '.join(map(str, sorted(unreadable)))}) can be restored into this run; "
                                      f"the newest failed with {first_error}. Use the config they were written with "
-                                     f"(DIR/config.json) or a new workdir")
+                                     f"(--config=configs/from_run.py:{os.path.dirname(self.directory)}/config.json) "
+                                     f"or a new workdir")
         return None
 
     def _set_aside(self, steps):

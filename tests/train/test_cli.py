@@ -99,6 +99,13 @@ def test_a_config_file_that_fails_to_load_is_named_with_its_line(tmp_path, sourc
     assert message in lines[0]
 
 
+def test_a_config_json_given_as_the_config_file_points_to_from_run(tmp_path):
+    (tmp_path / "config.json").write_text('{"train": {"num_steps": 3, "progress": true}}')
+    done = run(tmp_path / "w", f"--config={tmp_path / 'config.json'}")
+    assert done.returncode == 2, done.stderr
+    assert f"--config=configs/from_run.py:{tmp_path / 'config.json'}" in done.stderr.strip().splitlines()[-1]
+
+
 def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
     steps = ["--config.train.num_steps=60", "--config.train.checkpoint_every=10"]
     reference = run(tmp_path / "ref", *steps)
@@ -138,8 +145,11 @@ def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
     assert os.path.isdir(str(killed_dir / "checkpoints") + ".unreadable")  # set aside, not deleted
     assert_identical(final_params(killed_dir)[1], params_a)
 
-    # The finished run, run again: nothing to train, and its final evaluation is not repeated.
-    finished = run(killed_dir, *steps)
+    # The finished run, run again from its own saved config: nothing to train, and its final
+    # evaluation is not repeated.
+    finished = subprocess.run([sys.executable, "-m", "sora_jax.main", f"--workdir={killed_dir}",
+                               f"--config=configs/from_run.py:{killed_dir / 'config.json'}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600, env=ENV)
     assert finished.returncode == 0 and "evaluated already" in finished.stderr, finished.stderr[-3000:]
     evals = [json.loads(x)["step"] for x in open(killed_dir / "metrics.jsonl") if '"eval"' in x]
     assert evals.count(60) == 1

@@ -12,8 +12,9 @@ from sora_jax.train import init_from
 from sora_jax.train.init import init_inputs
 from sora_jax.data.loader import example_spec
 
+# Every experiment; configs/from_run.py reruns a saved config.json instead (tested below).
 CONFIGS = sorted(f[:-3] for f in os.listdir(os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
-                 if f.endswith(".py") and not f.startswith("_"))
+                 if f.endswith(".py") and not f.startswith("_") and f != "from_run.py")
 
 
 def test_the_expected_configs_exist():
@@ -82,3 +83,24 @@ def test_a_mesh_shape_that_is_not_integers_names_the_key():
     from sora_jax.train.mesh import resolve_shape
     with pytest.raises(ConfigurationError, match="config key mesh.shape: needs 3 integer sizes .* got 'abc'"):
         resolve_shape("abc", 8)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_runs_saved_config_json_loads_back_as_the_same_config(tmp_path, name):
+    import json
+
+    from configs import from_run
+    config = importlib.import_module(f"configs.{name}").get_config()
+    with open(tmp_path / "config.json", "w") as f:  # as the trainer writes it
+        json.dump(json.loads(config.to_json_best_effort()), f, indent=2)
+    again = from_run.get_config(str(tmp_path / "config.json"))
+    assert again.to_dict() == config.to_dict()  # tuples and all
+
+
+def test_a_saved_config_with_an_unknown_setting_names_it(tmp_path):
+    import json
+
+    from configs import from_run
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"num_stepz": 3}}))
+    with pytest.raises(KeyError, match="train.num_stepz is not a setting"):
+        from_run.get_config(str(tmp_path / "config.json"))
