@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 
 import matplotlib
 
@@ -13,9 +14,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_metrics(workdir: str) -> list[dict]:
+    """The records of metrics.jsonl; lines that are not JSON (one being written by a live run, or
+    cut short by a kill) are left out and counted on stderr."""
     path = os.path.join(workdir, "metrics.jsonl")
+    rows, bad = [], []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    bad.append(number)
+    if bad:
+        print(f"warning: {path}: left out {len(bad)} line(s) that are not JSON (line {', '.join(map(str, bad))})",
+              file=sys.stderr)
+    return rows
 
 
 def _series(rows, split, key):

@@ -119,3 +119,10 @@ def test_browser_loads_every_image_and_takes_a_screenshot(report_dir, tmp_path):
         assert image.size == (1200, 2400)
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is None or len(colours) > 50  # a rendered page, not a blank one
+
+
+def test_a_metrics_line_cut_short_is_left_out_and_counted(tmp_path, capsys):
+    from sora_jax.reporting.plots import read_metrics
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 2.0}\n{"step": 2, "spl')
+    assert read_metrics(str(tmp_path)) == [{"step": 1, "split": "train", "loss": 2.0}]
+    assert "left out 1 line(s) that are not JSON (line 2)" in capsys.readouterr().err
