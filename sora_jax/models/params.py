@@ -1,4 +1,4 @@
-"""Parameter inspection: counts per model part."""
+"""Parameter inspection: counts per model part, and the model FLOPs they imply."""
 
 from __future__ import annotations
 
@@ -14,3 +14,13 @@ def count_parameters(params) -> dict[str, int]:
     counts = {name: int(sum(np.prod(x.shape) for x in jax.tree.leaves(sub))) for name, sub in params.items()}
     counts["total"] = sum(counts.values())
     return counts
+
+
+def model_flops_per_token(params, decoder, decoder_len: int) -> float:
+    """Training FLOPs per target token by the PaLM / nanoGPT count (what benchmarks/train_step.py
+    reports): 6 N (forward + backward, N = parameters outside embedding tables) plus the attention
+    scores and weighted sums, 12 * layers * attention width * decoder sequence length."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    n = sum(np.prod(x.shape) for path, x in leaves if "embedding" not in jax.tree_util.keystr(path))
+    attention = 12 * decoder.num_layers * decoder.num_heads * decoder.resolved_head_dim * decoder_len
+    return 6.0 * float(n) + float(attention)

@@ -18,7 +18,7 @@ from sora_jax.data import loader, pipeline
 from sora_jax.data.loader import components_config
 from sora_jax.data.schema import TASKS
 from sora_jax.models.config import SoraConfig
-from sora_jax.models.params import count_parameters
+from sora_jax.models.params import count_parameters, model_flops_per_token
 from sora_jax.models.sora import SoraModel
 from sora_jax.train import optimizer as optim_lib
 from sora_jax.train import compile_cache, init_from, xla_cpu
@@ -75,16 +75,6 @@ def _layout(config) -> dict:
     if layout["process_layout"] == "per_process":
         layout["process_count"] = jax.process_count()
     return layout
-
-
-def _model_flops_per_token(params, decoder, decoder_len: int) -> float:
-    """Training FLOPs per target token by the PaLM / nanoGPT count (what benchmarks/train_step.py
-    reports): 6 N (forward + backward, N = parameters outside embedding tables) plus the attention
-    scores and weighted sums, 12 * layers * attention width * decoder sequence length."""
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    n = sum(np.prod(x.shape) for path, x in leaves if "embedding" not in jax.tree_util.keystr(path))
-    attention = 12 * decoder.num_layers * decoder.num_heads * decoder.resolved_head_dim * decoder_len
-    return 6.0 * float(n) + float(attention)
 
 
 def _check_resume_layout(ckpt, config):
@@ -196,7 +186,7 @@ def train(config, workdir: str) -> int:
     base_key = jax.random.key(config.seed)
     stop = _StopFlag()
     stop.install()
-    flops_per_token = _model_flops_per_token(backend.host_state(state).params, model_cfg.decoder, spec.decoder_len)
+    flops_per_token = model_flops_per_token(backend.host_state(state).params, model_cfg.decoder, spec.decoder_len)
     peak = t.peak_tflops * 1e12 * jax.device_count()
     progress = _progress_bar(t, step, enabled=is_main)
     pending, window_start, data_wait, ckpt_blocked, total_blocked = [], time.perf_counter(), 0.0, 0.0, 0.0

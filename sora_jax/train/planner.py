@@ -23,7 +23,7 @@ import numpy as np
 from sora_jax.data.loader import components_config, example_spec
 from sora_jax.data.schema import TASKS
 from sora_jax.models.config import SoraConfig
-from sora_jax.models.params import count_parameters
+from sora_jax.models.params import count_parameters, model_flops_per_token
 from sora_jax.models.sora import SoraModel
 from sora_jax.train import init_from, partitioning
 from sora_jax.train import optimizer as optim_lib
@@ -140,7 +140,7 @@ def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: floa
     peak = args + outputs - alias + temp  # the donated state's outputs reuse its buffers
     n = math.prod(mesh_shape)
     tokens = B * max(spec.decoder_len, 1)
-    flops_per_token = _model_flops_per_token(state.params)
+    flops_per_token = model_flops_per_token(state.params, model.cfg.decoder, spec.decoder_len)
     result = {
         "mesh": dict(zip(mesh.axis_names, (int(s) for s in mesh.devices.shape))), "devices": n,
         "global_batch": B, "parameters": count_parameters(state.params),
@@ -163,11 +163,6 @@ def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: floa
         if not result["fits"]:
             result["suggestions"] = suggestions(config, mesh_shape, peak, result["device_memory_bytes"])
     return result
-
-
-def _model_flops_per_token(params) -> float:
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    return 6.0 * float(sum(math.prod(x.shape) for path, x in leaves if "embedding" not in jax.tree_util.keystr(path)))
 
 
 def suggestions(config, mesh_shape, peak, budget) -> list[str]:
@@ -197,7 +192,7 @@ def format_plan(p) -> str:
     d = p["per_device"]
     lines = [f"mesh {p['mesh']} ({p['devices']} devices), global batch {p['global_batch']}",
              "parameters: " + ", ".join(f"{k} {v:,}" for k, v in p["parameters"].items()),
-             f"model FLOPs per step: {p['model_flops_per_step']:.3e} (6 N tokens); compiled per device: "
+             f"model FLOPs per step: {p['model_flops_per_step']:.3e} (6 N + attention, per token); compiled per device: "
              f"{d['compiled_flops']:.3e}",
              f"per device: parameters {_gb(d['parameter_bytes'])}, optimizer state {_gb(d['optimizer_bytes'])}",
              f"compiled per device: arguments {_gb(d['argument_bytes'])}, outputs {_gb(d['output_bytes'])} "

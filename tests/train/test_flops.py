@@ -4,7 +4,7 @@
 import numpy as np
 
 from sora_jax.models.config import TextDecoderConfig
-from sora_jax.train.loop import _model_flops_per_token
+from sora_jax.models.params import model_flops_per_token
 
 
 def test_six_n_plus_attention_per_token():
@@ -13,10 +13,10 @@ def test_six_n_plus_attention_per_token():
               "classifier": {"bias": np.zeros(4)}}
     decoder = TextDecoderConfig(num_layers=6, d_model=384, num_heads=6)
     n = 2 * 6 * 384 * 1536 + 4  # the embedding table is not counted
-    assert _model_flops_per_token(params, decoder, 256) == 6 * n + 12 * 6 * 384 * 256
+    assert model_flops_per_token(params, decoder, 256) == 6 * n + 12 * 6 * 384 * 256
     # The attention width is heads x head_dim, which need not be d_model.
     wide = TextDecoderConfig(num_layers=2, d_model=64, num_heads=4, head_dim=32)
-    assert _model_flops_per_token({}, wide, 10) == 12 * 2 * 128 * 10
+    assert model_flops_per_token({}, wide, 10) == 12 * 2 * 128 * 10
 
 
 def test_the_progress_bar_shows_gan_losses_and_images_per_second_without_text_targets():
