@@ -48,8 +48,8 @@ class _StopFlag:
         self.signal = None
         self._previous = {}
 
-    def install(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
+    def install(self, signals=(signal.SIGTERM, signal.SIGINT)):
+        for sig in signals:
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
@@ -124,6 +124,17 @@ def _evaluate(backend, state, config, tokenizer, step, writer, gan_eval=None, te
 
 def train(config, workdir: str) -> int:
     """Runs (or resumes) the experiment; returns the process exit code."""
+    stop = _StopFlag()
+    # Pre-emption while setting up (a long restore, tokenizer training) stops before the first
+    # step and exits 0; Ctrl-C still interrupts set-up at once.
+    stop.install((signal.SIGTERM,))
+    try:
+        return _train(config, workdir, stop)
+    finally:
+        stop.restore()
+
+
+def _train(config, workdir: str, stop: _StopFlag) -> int:
     is_main = jax.process_index() == 0
     check_values(config)
     compile_cache.enable(config.train.compilation_cache_dir, config.train.compilation_cache_max_mb)
@@ -184,8 +195,7 @@ def train(config, workdir: str) -> int:
 
     sync_steps = xla_cpu.sync_every_step()
     base_key = jax.random.key(config.seed)
-    stop = _StopFlag()
-    stop.install()
+    stop.install((signal.SIGINT,))
     flops_per_token = model_flops_per_token(backend.host_state(state).params, model_cfg.decoder, spec.decoder_len)
     peak = t.peak_tflops * 1e12 * jax.device_count()
     progress = _progress_bar(t, step, enabled=is_main)
@@ -246,12 +256,12 @@ def train(config, workdir: str) -> int:
             if pending:
                 _flush(pending, step, t.nonfinite)
             # A signal right after a periodic save (or a resume) finds this step saved already.
-            if step != saved_step:
+            if step != saved_step and step > 0:  # (stopped before the first step: nothing to save)
                 ckpt.save(step, backend.host_state(state), iterator, meta, force=True)
-            log.info("stopped by signal %s at step %d; checkpoint saved", stop.signal, step)
+            log.info("stopped by signal %s at step %d; %s", stop.signal, step,
+                     "checkpoint saved" if step > 0 else "nothing trained, nothing saved")
         ckpt.wait()
     finally:
-        stop.restore()
         progress.close()
         ckpt.close()
         writer.close()

@@ -1,5 +1,6 @@
 """SIGTERM at the awkward moments, in-process so the timing is exact: right after a periodic
-checkpoint (the step is already saved) and right after a resume (ditto). Both must exit 0 and
+checkpoint (the step is already saved), right after a resume (ditto), and during a fresh run's
+set-up (nothing to save). Both must exit 0 and
 keep the checkpoint there is; tests/train/test_cli.py covers a signal at a random step."""
 
 import importlib.util
@@ -62,8 +63,8 @@ def test_sigterm_right_after_a_checkpoint_and_right_after_a_resume(tmp_path, sig
     monkeypatch.undo()
     original_install = loop._StopFlag.install
 
-    def install_then_signal(self):
-        original_install(self)
+    def install_then_signal(self, *args):  # the first install is at the start of set-up
+        original_install(self, *args)
         os.kill(os.getpid(), signal.SIGTERM)
     monkeypatch.setattr(loop._StopFlag, "install", install_then_signal)
     caplog.clear()
@@ -72,3 +73,10 @@ def test_sigterm_right_after_a_checkpoint_and_right_after_a_resume(tmp_path, sig
     assert saved_steps(workdir) == [2, 4]
     assert_identical(saved_params(workdir, 4), params)
     assert signal.getsignal(signal.SIGTERM) == handler_before  # the training loop put it back
+
+    # A fresh run pre-empted while setting up: exit 0 before the first step, nothing to save.
+    caplog.clear()
+    fresh = str(tmp_path / "fresh")
+    assert loop.train(base_config(100), fresh) == 0
+    assert "at step 0" in caplog.text and saved_steps(fresh) == []
+    assert signal.getsignal(signal.SIGTERM) == handler_before
