@@ -79,7 +79,7 @@ def get_config(arg=None):
     c.train.keep_every = 0  # ... plus every K-th step (0: none)
     c.train.async_checkpoints = True
     c.train.microbatches = 1  # gradient accumulation: the batch is split into this many parts
-    c.train.z_loss = 0.0  # PaLM's z-loss weight: trained on, but reported losses are cross-entropy
+    c.train.z_loss = 0.0  # PaLM's z-loss weight: in the objective (metric `loss`), not in per-task losses
     c.train.task_weights = ml_collections.ConfigDict({t: 1.0 for t in
                                                       ("lm", "seq2seq", "classify", "caption", "vqa", "t2i", "inpaint")})
     c.train.nonfinite = "skip"  # non-finite loss or gradients: "skip" the update (counted) or "abort"

@@ -41,8 +41,11 @@ def get_config(path: str = ""):
     if not path:
         raise ValueError("configs/from_run.py needs the run's config.json: "
                          "--config=configs/from_run.py:DIR/config.json")
-    with open(path) as f:
-        saved = json.load(f)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
     config = base.get_config()
     _overlay(config, saved, "")
     return config

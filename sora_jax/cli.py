@@ -4,7 +4,9 @@ app whose flag errors take that exit too."""
 from __future__ import annotations
 
 import ast
+import os
 import sys
+import sysconfig
 
 from absl import app, flags
 
@@ -23,25 +25,44 @@ def one_line(e: BaseException) -> str:
 
 
 def _unquote(text: str) -> str:
+    """The string a repr stands for, if text is exactly one string's repr."""
     if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             return text
-        return value if isinstance(value, str) else text
+        if isinstance(value, str) and repr(value) == text:
+            return value
     return text
 
 
+# Code of this package, the standard library and installed packages; any other frame in a
+# traceback belongs to the user's config file.
+_LIBRARY_DIRS = tuple(os.path.realpath(d) + os.sep for d in {
+    os.path.dirname(os.path.abspath(__file__)), *(sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib"))})
+
+
 def _user_frame(e: BaseException):
-    """file:line of the innermost traceback frame outside this package and the libraries: the
-    config file's own code (None if there is none)."""
+    """file:line of the innermost traceback frame in the user's own code (None if there is none)."""
     where, tb = None, e.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not any(part in filename for part in ("/sora_jax/", "site-packages", "<frozen", "/lib/python")):
+        if not filename.startswith("<") and not os.path.realpath(filename).startswith(_LIBRARY_DIRS):
             where = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return where
+
+
+def _innermost(e: BaseException) -> BaseException:
+    """The exception a chain started from: ml_collections and absl re-raise a config file's own
+    error as new ones, flattened to text, with the original as their context."""
+    seen = {id(e)}
+    while True:
+        origin = e.__cause__ or (None if e.__suppress_context__ else e.__context__)  # `from None` stops
+        if origin is None or id(origin) in seen:
+            return e
+        e = origin
+        seen.add(id(e))
 
 
 def _raised_in_user_code(e: BaseException) -> bool:
@@ -70,5 +91,6 @@ def run_app(main):
         try:
             return flags.FLAGS(argv)
         except Exception as e:  # noqa: BLE001 - a bad flag, or whatever a config file's own code raised
-            fail(config_file_error(e) if _raised_in_user_code(e) else _key_message(one_line(e)))
+            inner = _innermost(e)
+            fail(config_file_error(inner) if _raised_in_user_code(inner) else _key_message(one_line(e)))
     app.run(main, flags_parser=parse)

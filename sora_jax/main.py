@@ -17,7 +17,7 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from sora_jax.cli import config_file_error, fail as _fail, run_app
+from sora_jax.cli import _innermost, config_file_error, fail as _fail, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py).",
                                           lock_config=True)
@@ -38,7 +38,7 @@ def _main(argv):
         config = _CONFIG.value
         config.distributed  # noqa: B018 - the first read raises a load failure
     except Exception as e:  # noqa: BLE001 - whatever the config file's own code raised
-        _fail(config_file_error(e))
+        _fail(config_file_error(_innermost(e)))
     workdir = os.path.abspath(_WORKDIR.value)
     parent = os.path.dirname(workdir)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -49,7 +49,7 @@ def _main(argv):
         _fail(f"--workdir: {parent} is not a directory")
     if not os.path.isdir(workdir):
         try:
-            os.makedirs(workdir)
+            os.makedirs(workdir, exist_ok=True)  # several hosts may make a shared workdir at once
         except OSError as e:
             _fail(f"--workdir: cannot create {workdir}: {e.strerror}")
     if not os.access(workdir, os.W_OK):

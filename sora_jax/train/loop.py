@@ -126,7 +126,9 @@ def train(config, workdir: str) -> int:
     """Runs (or resumes) the experiment; returns the process exit code."""
     stop = _StopFlag()
     # Pre-emption while setting up (a long restore, tokenizer training) stops before the first
-    # step and exits 0; Ctrl-C still interrupts set-up at once.
+    # step and exits 0; Ctrl-C still interrupts set-up at once. The signal is held, not acted on
+    # mid-set-up, so data workers and their shared memory are closed as on any stop (a process
+    # whose peer died in set-up waits at the first step's stop check until its launcher kills it).
     stop.install((signal.SIGTERM,))
     try:
         return _train(config, workdir, stop)

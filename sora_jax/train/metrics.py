@@ -40,14 +40,15 @@ def summarize(raw: dict, prefix: str = "") -> dict:
 
 class MetricWriter:
     def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True, resumed_step: int = 0):
-        """resumed_step: the step a resumed run continues from; TensorBoard then drops what the
-        interrupted run logged after it (a purge event), as truncate_after does for metrics.jsonl."""
+        """resumed_step: the step the run continues from (0 for a fresh start); TensorBoard drops
+        what an interrupted attempt logged after it (a purge event), as truncate_after does for
+        metrics.jsonl."""
         self.enabled = enabled
         self.path = os.path.join(workdir, METRICS_FILE)
         self._tb = None
         if enabled and tensorboard:
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=resumed_step + 1 if resumed_step else None)
+            self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=resumed_step + 1)
 
     def truncate_after(self, step: int):
         """On resume from `step`: drop training lines the interrupted run wrote after it, so the

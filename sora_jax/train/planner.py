@@ -31,6 +31,7 @@ from sora_jax.train.backends import JitBackend
 from sora_jax.train.errors import ConfigurationError
 from sora_jax.train.gan import GAN_TASKS, make_gan_parts
 from sora_jax.train.mesh import make_mesh
+from sora_jax.train.validate import check_values
 from sora_jax.train.xla_cpu import STACKS
 
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
@@ -107,6 +108,7 @@ def _per_device_bytes(tree, shardings) -> int:
 
 def plan(config, mesh_shape, *, device_memory_gb: float = 0.0, peak_tflops: float = 0.0) -> dict:
     """The plan of `config` on a mesh of jax.devices() (enough fake CPU devices must exist)."""
+    check_values(config)
     mesh = make_mesh(mesh_shape, jax.devices()[:math.prod(mesh_shape)])
     rules = partitioning.rules_from_config(config.mesh.rules)
     t = config.train

@@ -23,6 +23,9 @@ def check_values(config):
     """Numbers and choices that are wrong on their own, whatever else the config says: checked
     first, before anything is built or written."""
     from sora_jax.train.step import NONFINITE_POLICIES
+    for key in _TRAIN_POSITIVE:
+        if not config.train[key] > 0:
+            raise ConfigurationError(f"config key train.{key}: must be positive, got {config.train[key]}")
     for section, key, lowest, meaning in _RANGES:
         if section in config and key in config[section] and not config[section][key] >= lowest:
             bound = f"must be >= {lowest}" + (f" ({meaning})" if meaning else "")
@@ -40,10 +43,7 @@ def check_values(config):
 
 
 def check_config(config, model_cfg, tokenizer, mesh, rules):
-    t = config.train
-    for key in _TRAIN_POSITIVE:
-        if t[key] <= 0:
-            raise ConfigurationError(f"config key train.{key}: must be positive, got {t[key]}")
+    t = config.train  # (check_values has run first)
     if t.eval_every < 0 or t.eval_batches < 0:
         raise ConfigurationError("config key train.eval_every / train.eval_batches: must be >= 0")
     if t.get("eval_generate_batches", 0) < -1:

@@ -90,6 +90,8 @@ def test_missing_workdir_parent_is_exit_code_2(tmp_path):
     ("def get_config(:\n    pass\n", "bad.py:1: syntax error"),
     ("import ml_collections\n\ndef get_config():\n    return undefined_name\n",
      "bad.py:4: NameError: name 'undefined_name' is not defined"),
+    # ml_collections re-raises a ValueError as a new one with the whole traceback as its text
+    ("def get_config():\n    return int('abc')\n", "bad.py:2: ValueError: invalid literal for int()"),
 ])
 def test_a_config_file_that_fails_to_load_is_named_with_its_line(tmp_path, source, message):
     (tmp_path / "bad.py").write_text(source)
@@ -97,6 +99,15 @@ def test_a_config_file_that_fails_to_load_is_named_with_its_line(tmp_path, sourc
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --config: "), done.stderr
     assert message in lines[0]
+
+
+def test_from_run_names_a_torn_config_json_and_a_missing_argument(tmp_path):
+    (tmp_path / "config.json").write_text('{"train": {"num_st')
+    for arg, message in ((f":{tmp_path / 'config.json'}", f"{tmp_path / 'config.json'}:1: not JSON"),
+                         ("", "configs/from_run.py needs the run's config.json")):
+        done = run(tmp_path / "w", f"--config=configs/from_run.py{arg}")
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
 
 
 def test_a_config_json_given_as_the_config_file_points_to_from_run(tmp_path):
