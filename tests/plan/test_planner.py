@@ -94,6 +94,8 @@ def test_report_text_and_bad_mesh(tiny_plan):
 @pytest.mark.parametrize("flags, message", [
     (["--config=configs/nope.py", "--mesh=1,1,1"], "error: --config: "),
     (["--config=configs/base.py", "--mesh=3,1,1"], "16 is not divisible by the 3 batch shards of mesh {'data': 3"),
+    (["--config=configs/base.py", "--mesh=1,1,1", "--config.train.microbatches=0"],
+     "config key train.microbatches: must be positive, got 0"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(flags, message):
     bad = subprocess.run([sys.executable, "-m", "sora_jax.plan", *flags], cwd=ROOT, capture_output=True, text=True,
