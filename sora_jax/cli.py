@@ -13,8 +13,23 @@ from absl import app, flags
 BAD_INPUT = 2
 
 
+_exit_at_once = False
+
+
+def exit_at_once_on_failure():
+    """After a checkpoint failed to restore, Orbax's abandoned reads print errors from their
+    threads while the interpreter shuts down ("Event loop is closed", tracebacks) below the
+    one-line message: fail() then ends the process without that shutdown."""
+    global _exit_at_once
+    _exit_at_once = True
+
+
 def fail(message: str, code: int = BAD_INPUT):
     print(f"error: {message}", file=sys.stderr)
+    if _exit_at_once:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

@@ -3,17 +3,21 @@ the parameters of its newest (or a chosen) checkpoint, on one device."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
+import inspect
 import json
 import os
 import sys
 import tempfile
+import time
 from typing import Any
 
 import jax
 import ml_collections
 
-from sora_jax.cli import one_line
+from sora_jax.cli import exit_at_once_on_failure, one_line
 from sora_jax.data.loader import components_config, example_spec
 from sora_jax.models.config import SoraConfig
 from sora_jax.models.sora import SoraModel
@@ -68,16 +72,19 @@ def load_run(workdir: str, step: int | None = None) -> Run:
                                      f"{one_line(e)})") from None
         mesh = make_mesh((1, 1, 1), jax.devices()[:1])
         abstract, _ = init_lib.abstract_state(model, tx, spec, mesh, (), gan)
-        failed = []
-        for candidate in [step] if step is not None else reversed(steps):
-            try:
-                meta = ckpt.read_meta(candidate)
-                with tempfile.TemporaryDirectory() as d:
-                    tokenizer = tokenizer_from_record(meta["tokenizer"], d)
-                state = ckpt.restore_state(candidate, abstract)
-            except Exception as e:  # noqa: BLE001 - any failure means: this checkpoint is unreadable
-                failed.append((candidate, f"{type(e).__name__}: {one_line(e)[:200]}"))
-                continue
+        failed, restored = [], None
+        with _library_noise_held_back(lambda: bool(failed)):
+            for candidate in [step] if step is not None else reversed(steps):
+                try:
+                    meta = ckpt.read_meta(candidate)
+                    with tempfile.TemporaryDirectory() as d:
+                        tokenizer = tokenizer_from_record(meta["tokenizer"], d)
+                    restored = candidate, tokenizer, ckpt.restore_state(candidate, abstract)
+                    break
+                except Exception as e:  # noqa: BLE001 - any failure means: this checkpoint is unreadable
+                    failed.append((candidate, f"{type(e).__name__}: {one_line(e)[:200]}"))
+        if restored is not None:
+            candidate, tokenizer, state = restored
             for bad, reason in failed:  # only now: when none restores, the error alone is the output
                 print(f"warning: checkpoint at step {bad} in {ckpt.directory} cannot be read ({reason}); "
                       f"using step {candidate}", file=sys.stderr)
@@ -90,6 +97,48 @@ def load_run(workdir: str, step: int | None = None) -> Run:
                                  f"({reason})")
     raise ConfigurationError(f"--workdir: no checkpoint in {ckpt.directory} (steps {', '.join(map(str, steps))}) "
                              f"can be read with {path} (edited since they were written?); step {bad}: {reason}")
+
+
+@contextlib.contextmanager
+def _library_noise_held_back(any_failed):
+    """Restore attempts with the process's stderr (fd 2) held back: a checkpoint that fails to
+    restore leaves Orbax's reads of it running, and their threads print tracebacks ("Event loop
+    is closed") while the next attempt runs. If an attempt failed, what was printed is dropped
+    (the failures are reported in one line each) and the rest of the process is kept quiet of
+    it; otherwise it is passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            if any_failed():
+                time.sleep(0.2)  # let the abandoned reads finish while their output is held back
+                _quiet_abandoned_reads()
+                exit_at_once_on_failure()
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not any_failed():
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+
+
+def _quiet_abandoned_reads():
+    """A checkpoint that fails to restore leaves Orbax's reads of it as coroutines that were never
+    awaited; Python prints their errors when it collects them ("Exception ignored in: <coroutine
+    ...>", a traceback), after the one-line message. Those are dropped from here on, and collected now."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_coroutines", False):
+        return
+
+    def hook(unraisable):
+        if not inspect.iscoroutine(unraisable.object):
+            previous(unraisable)
+    hook._drops_coroutines = True
+    sys.unraisablehook = hook
+    gc.collect()
 
 
 def _read_config(path: str):

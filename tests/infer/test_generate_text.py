@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.shared_run import run_evaluate, shared_run
-from tests.train.test_cli import ENV, ROOT, run
+from tests.train.test_cli import ENV, ROOT, run, truncate_files
 
 
 def generate(workdir, *flags, stdin=None):
@@ -101,20 +101,11 @@ def test_bad_input_is_one_line_and_exit_code_2(caption_run, image_path, tmp_path
     assert not out.exists() and not list(tmp_path.glob("*.tmp")) and not list(folder.iterdir())
 
 
-def _truncate_files(folder):
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            if os.path.getsize(path) > 64:
-                with open(path, "r+b") as f:
-                    f.truncate(os.path.getsize(path) // 2)
-
-
 def test_unreadable_checkpoints_fall_back_or_exit_2(caption_run, image_path, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(caption_run, workdir)
     shutil.copytree(workdir / "checkpoints" / "30", workdir / "checkpoints" / "20")  # an older, readable one
-    _truncate_files(workdir / "checkpoints" / "30" / "state")
+    truncate_files(workdir / "checkpoints" / "30" / "state")
     fallback = generate(workdir, "--task=caption", f"--image={image_path}")
     assert fallback.returncode == 0, fallback.stderr[-3000:]
     assert f"warning: checkpoint at step 30 in {workdir}/checkpoints cannot be read" in fallback.stderr

@@ -46,6 +46,16 @@ def assert_identical(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def truncate_files(folder):
+    """Every file of more than 64 bytes under folder cut to half: a torn write."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.getsize(path) > 64:
+                with open(path, "r+b") as f:
+                    f.truncate(os.path.getsize(path) // 2)
+
+
 def wait_for_checkpoint(workdir, proc, timeout=300):
     ckpt = os.path.join(workdir, "checkpoints")
     deadline = time.time() + timeout
@@ -143,13 +153,7 @@ def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
 
     # A truncated newest checkpoint (its arrays and its JSON meta item alike) is reported and the
     # previous one is used.
-    newest = os.path.join(killed_dir, "checkpoints", "60")
-    for root, _, files in os.walk(newest):
-        for name in files:
-            path = os.path.join(root, name)
-            if os.path.getsize(path) > 64:
-                with open(path, "r+b") as f:
-                    f.truncate(os.path.getsize(path) // 2)
+    truncate_files(os.path.join(killed_dir, "checkpoints", "60"))
     again = run(killed_dir, *steps)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "could not be restored" in again.stderr and "resumed from step 50" in again.stderr
