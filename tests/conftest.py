@@ -6,12 +6,14 @@ import os
 import shutil
 import tempfile
 
-# Level 0 backend optimisation: tests are dominated by compile time on 2 cores, not run time.
+from tests.compile_flags import FAST_COMPILE
+
+# Quick compiles (compile_flags.py): tests are dominated by compile time on 2 cores, not run time.
 # Generous collective timeouts: 8 fake devices on 2 busy cores can wait long at a rendezvous,
 # and XLA's default stuck-collective timeout aborts the process.
 os.environ["XLA_FLAGS"] = " ".join(
     [f for f in os.environ.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f]
-    + ["--xla_force_host_platform_device_count=8", "--xla_backend_optimization_level=0",
+    + ["--xla_force_host_platform_device_count=8", *FAST_COMPILE,
        "--xla_cpu_collective_call_terminate_timeout_seconds=900", "--xla_cpu_collective_timeout_seconds=900",
        "--xla_cpu_collective_call_warn_stuck_timeout_seconds=300"])
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.compile_flags import FAST_COMPILE
 from tests.shared_run import shared_run
 from tests.train.test_cli import ENV, ROOT
 
@@ -21,8 +22,8 @@ CONFIG = "tests/distributed/text_mixture_config.py"
 DEMO = ["--config.data.num_workers=0", "--config.data.process_layout=global", "--config.train.log_every=1",
         "--config.train.checkpoint_every=2", "--config.train.eval_every=0", "--config.train.eval_batches=1",
         "--config.train.progress=False", "--config.distributed.heartbeat_timeout_s=10"]
-# The scripts choose the device counts; the tests' compile-speed flag stays.
-CLEAN_ENV = {**{k: v for k, v in ENV.items() if k != "JAX_PLATFORMS"}, "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+# The scripts choose the device counts; the tests' compile-speed flags stay.
+CLEAN_ENV = {**{k: v for k, v in ENV.items() if k != "JAX_PLATFORMS"}, "XLA_FLAGS": " ".join(FAST_COMPILE)}
 
 
 def launch(script, *args, timeout=600):

@@ -12,6 +12,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests.compile_flags import FAST_COMPILE
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Small and quick, with dropout so that the per-step randomness matters for resuming.
 FAST = ["--config=configs/base.py", "--config.data.batch_size=8", "--config.train.log_every=5",
@@ -19,7 +21,7 @@ FAST = ["--config=configs/base.py", "--config.data.batch_size=8", "--config.trai
 
 
 # One CPU device: the sharded paths are covered in-process (test_parallel.py); here speed matters.
-ENV = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+ENV = {**os.environ, "XLA_FLAGS": " ".join(FAST_COMPILE)}
 
 
 def command(workdir, *overrides):
