@@ -25,6 +25,7 @@ one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -140,6 +141,7 @@ def _bad_input_errors():
 # Allowed ranges; 0 keeps its documented meaning where it has one.
 _RANGES = {"max_new_tokens": (lambda v: v >= 0, ">= 0 (0: up to the context)"),
            "beam": (lambda v: v >= 0, ">= 0 (0: greedy or sampling)"),
+           "length_penalty": (lambda v: 0 <= v < math.inf, "finite and >= 0 (0: by total log-probability)"),
            "temperature": (lambda v: v >= 0, ">= 0 (0: greedy)"),
            "top_k": (lambda v: v >= 0, ">= 0 (0: all tokens)"),
            "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
@@ -253,6 +255,8 @@ def _read_requests(path):
         if not isinstance(request, dict):
             raise DataError("expected a JSON object", file=path, record=number)
         requests.append({**request, "_file": path, "_record": number})
+    if not requests:
+        raise BadInput(f"--input_file: {path} has no requests (one JSON object per line)")
     return requests
 
 

@@ -75,6 +75,9 @@ def prepare(fmt: str, input_path: str, output: str, *, num_shards: int = 0, text
     source = open_source(fmt, input_path, **({"mode": text_mode} if fmt == "text" else {}))
     if not len(source):
         raise DataError("no records (an empty input)", file=input_path)
+    if num_shards > len(source):
+        raise DataError(f"--num_shards {num_shards} is more than the {len(source)} record(s): some shards would be "
+                        "empty", file=input_path)
     num_shards = num_shards or max(1, min(MAX_SHARDS, len(source) // 10_000))
     temp = f"{output.rstrip(os.sep)}.partial-{os.getpid()}"
     shutil.rmtree(temp, ignore_errors=True)
@@ -88,7 +91,6 @@ def prepare(fmt: str, input_path: str, output: str, *, num_shards: int = 0, text
         count = skipped = 0
         fields: dict[str, str] = {}
         texts = []
-        per_shard = -(-len(source) // num_shards)
         for index in range(len(source)):
             try:
                 record = _validate(source[index], image_fields)
@@ -97,7 +99,7 @@ def prepare(fmt: str, input_path: str, output: str, *, num_shards: int = 0, text
                     skipped += 1
                     continue
                 raise
-            writers[min(index // per_shard, num_shards - 1)].write(encode_record(record))
+            writers[index * num_shards // len(source)].write(encode_record(record))  # sizes differ by <= 1
             count += 1
             for key, value in record.items():
                 if not key.startswith("_"):

@@ -93,6 +93,9 @@ def test_prepare_round_trips_jsonl_and_images(tmp_path):
         got = {k: v for k, v in ar[i].items() if not k.startswith("_")}
         assert got == want
     assert ar[10]["_file"].endswith(".array_record")
+    from array_record.python.array_record_module import ArrayRecordReader
+    sizes = [ArrayRecordReader(os.path.join(out, name)).num_records() for name in manifest["shards"]]
+    assert sizes == [9, 8, 8]  # balanced: no shard more than one record longer than another
 
     images = tmp_path / "imgs"
     os.makedirs(images)
@@ -136,6 +139,7 @@ def test_prepare_skips_and_counts_or_fails_without_writing(tmp_path):
 @pytest.mark.parametrize("case, message", [
     ("num_shards=-3", r"flags: --num_shards must be 1\.\.64 .*got -3"),
     ("num_shards=1000", r"flags: --num_shards must be 1\.\.64 .*got 1000"),
+    ("num_shards=4", r"good.jsonl: --num_shards 4 is more than the 1 record\(s\): some shards would be empty"),
     ("output under a file", r"afile/out: cannot create the output folder \(Not a directory\)"),
     ("empty input", r"empty.jsonl: no records"),
     ("every record skipped", r"bad.jsonl: no usable records \(all 1 skipped as bad\)"),

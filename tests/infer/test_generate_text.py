@@ -81,6 +81,9 @@ def test_batch_mode_writes_one_output_per_request(caption_run, image_path, tmp_p
     (["--task=caption", "--image={image}", "--top_p=0"], "--top_p must be in (0, 1], got 0"),
     (["--task=caption", "--image={image}", "--top_k=-4"], "--top_k must be >= 0 (0: all tokens), got -4"),
     (["--task=caption", "--image={image}", "--beam=-2"], "--beam must be >= 0"),
+    (["--task=caption", "--image={image}", "--beam=2", "--length_penalty=nan"],
+     "--length_penalty must be finite and >= 0 (0: by total log-probability), got nan"),
+    (["--task=caption", "--input_file={empty}", "--output_file={out}"], "--input_file: {empty} has no requests"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(caption_run, image_path, tmp_path, flags, message):
     bad = tmp_path / "bad.png"
@@ -91,10 +94,13 @@ def test_bad_input_is_one_line_and_exit_code_2(caption_run, image_path, tmp_path
     missing.write_text(json.dumps({"image": image_path}) + "\n" + json.dumps({"question": "x"}) + "\n")
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes(json.dumps({"image": image_path}).encode() + b"\n\xff\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n \n")
     folder = tmp_path / "folder"
     folder.mkdir()
     out = tmp_path / "out.jsonl"
-    names = dict(image=image_path, bad=bad, badjson=badjson, out=out, missing=missing, latin=latin, folder=folder)
+    names = dict(image=image_path, bad=bad, badjson=badjson, out=out, missing=missing, latin=latin, folder=folder,
+                 empty=empty)
     result = generate(caption_run, *[f.format(**names) for f in flags])
     assert result.returncode == 2, result.stderr[-2000:]
     assert message.format(**names) in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
