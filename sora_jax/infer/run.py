@@ -3,26 +3,23 @@ the parameters of its newest (or a chosen) checkpoint, on one device."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
-import inspect
 import json
 import os
 import sys
 import tempfile
-import time
 from typing import Any
 
 import jax
 import ml_collections
 
-from sora_jax.cli import exit_at_once_on_failure, one_line
+from sora_jax.cli import one_line
 from sora_jax.data.loader import components_config, example_spec
 from sora_jax.models.config import SoraConfig
 from sora_jax.models.sora import SoraModel
 from sora_jax.train import init as init_lib
 from sora_jax.train import optimizer as optim_lib
+from sora_jax.train import restore_noise
 from sora_jax.train.checkpoint import CHECKPOINT_DIR, Checkpointer, tokenizer_from_record
 from sora_jax.train.errors import ConfigurationError
 from sora_jax.train.gan import make_gan_parts
@@ -53,7 +50,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     config = _read_config(path)
     if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
         raise ConfigurationError(f"--workdir: no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
-    ckpt = Checkpointer(workdir, async_save=False)
+    ckpt = Checkpointer(workdir, async_save=False, read_only=True)  # a trainer may be saving into it now
     try:
         steps = ckpt.steps()
         if not steps:
@@ -73,7 +70,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
         mesh = make_mesh((1, 1, 1), jax.devices()[:1])
         abstract, _ = init_lib.abstract_state(model, tx, spec, mesh, (), gan)
         failed, restored = [], None
-        with _library_noise_held_back(lambda: bool(failed)):
+        with restore_noise.held_back(lambda: bool(failed)):
             for candidate in [step] if step is not None else reversed(steps):
                 try:
                     meta = ckpt.read_meta(candidate)
@@ -97,48 +94,6 @@ def load_run(workdir: str, step: int | None = None) -> Run:
                                  f"({reason})")
     raise ConfigurationError(f"--workdir: no checkpoint in {ckpt.directory} (steps {', '.join(map(str, steps))}) "
                              f"can be read with {path} (edited since they were written?); step {bad}: {reason}")
-
-
-@contextlib.contextmanager
-def _library_noise_held_back(any_failed):
-    """Restore attempts with the process's stderr (fd 2) held back: a checkpoint that fails to
-    restore leaves Orbax's reads of it running, and their threads print tracebacks ("Event loop
-    is closed") while the next attempt runs. If an attempt failed, what was printed is dropped
-    (the failures are reported in one line each) and the rest of the process is kept quiet of
-    it; otherwise it is passed on."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            if any_failed():
-                time.sleep(0.2)  # let the abandoned reads finish while their output is held back
-                _quiet_abandoned_reads()
-                exit_at_once_on_failure()
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not any_failed():
-                held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
-
-
-def _quiet_abandoned_reads():
-    """A checkpoint that fails to restore leaves Orbax's reads of it as coroutines that were never
-    awaited; Python prints their errors when it collects them ("Exception ignored in: <coroutine
-    ...>", a traceback), after the one-line message. Those are dropped from here on, and collected now."""
-    previous = sys.unraisablehook
-    if getattr(previous, "_drops_coroutines", False):
-        return
-
-    def hook(unraisable):
-        if not inspect.iscoroutine(unraisable.object):
-            previous(unraisable)
-    hook._drops_coroutines = True
-    sys.unraisablehook = hook
-    gc.collect()
 
 
 def _read_config(path: str):

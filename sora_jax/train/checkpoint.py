@@ -23,6 +23,7 @@ from orbax.checkpoint._src.metadata import array_metadata_store
 
 from sora_jax.data.tokenizers import load_tokenizer
 from sora_jax.data.tokenizers.base import CONFIG_FILE
+from sora_jax.train import restore_noise
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
@@ -95,17 +96,20 @@ def _handler_registry(replica_parallel: bool):
 
 class Checkpointer:
     def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0, async_save: bool = True,
-                 shared_iterator: bool = False, replica_parallel: bool | None = None):
+                 shared_iterator: bool = False, replica_parallel: bool | None = None, read_only: bool = False):
         """shared_iterator: every process's data iterator is in the same state (data.process_layout
         "global"), so it is saved once, in the JSON item, and restores under any process count;
         otherwise each process saves its own position (restorable with the same process count).
         replica_parallel: replicated arrays' slices of >= MIN_REPLICA_SLICE_BYTES are written by
-        their replicas together (None: exactly when there are several processes)."""
+        their replicas together (None: exactly when there are several processes).
+        read_only: for readers of a run (generate, evaluate, export): nothing is written or removed,
+        not even the unfinished temporary folders of saves, which a trainer may be writing now."""
         self.shared_iterator = shared_iterator
         self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+        writes = not read_only
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep or None, keep_period=keep_every or None, enable_async_checkpointing=async_save,
-            create=True, cleanup_tmp_directories=True)
+            max_to_keep=(keep or None) if writes else None, keep_period=(keep_every or None) if writes else None,
+            enable_async_checkpointing=async_save, create=writes, cleanup_tmp_directories=writes)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              handler_registry=_handler_registry(
                                                  jax.process_count() > 1 if replica_parallel is None else replica_parallel))
@@ -123,40 +127,61 @@ class Checkpointer:
                                       meta=ocp.args.JsonSave(meta))
         return self.manager.save(step, args=args, force=force)
 
+    def check_fits(self, abstract_state):
+        """CheckpointMismatch (one line) if the newest checkpoint's arrays, read from its metadata
+        alone, are not this run's: another model or optimizer in the workdir. Checked before any
+        array is read, as restoring them would fail only part-way through."""
+        for step in reversed(self.steps()):
+            try:
+                stored = _leaf_specs(self.manager.item_metadata(step)["state"])
+            except Exception:  # noqa: BLE001 - unreadable metadata: restore_latest reports it
+                continue
+            difference = _first_difference(stored, _leaf_specs(abstract_state))
+            if difference:
+                raise CheckpointMismatch(f"the checkpoint at step {step} in {self.directory} does not fit this run: "
+                                         f"{difference}. {self._advice()}")
+            return
+
+    def _advice(self) -> str:
+        return (f"Use the config it was written with (--config=configs/from_run.py:"
+                f"{os.path.dirname(self.directory)}/config.json) or a new workdir")
+
     def restore_latest(self, abstract_state, iterator):
         """(step, state, meta) from the newest checkpoint that restores, or None if there is none.
         The iterator is positioned in place. abstract_state carries the target shardings, so a
         checkpoint written on another mesh is resharded on the way in."""
-        unreadable, first_error = [], None
-        for step in reversed(self.steps()):
-            try:
-                items = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
-                if not self.shared_iterator:
-                    items["data"] = grain.checkpoint.CheckpointRestore(iterator)
-                restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-                if self.shared_iterator:
-                    if DATA_STATE not in restored.meta:
-                        raise KeyError(f"no shared data position ({DATA_STATE}) in the checkpoint's meta item "
-                                       f"(written with data.process_layout=per_process?)")
-                    iterator.set_state(restored.meta[DATA_STATE])
-            except Exception as e:  # noqa: BLE001 - any failure means: try the previous one
-                reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
-                log.warning("checkpoint at step %d in %s could not be restored (%s); trying the previous one",
-                            step, self.directory, reason)
-                unreadable.append(step)
-                first_error = first_error or reason
-                continue
-            self._set_aside(unreadable)
-            return step, restored.state, restored.meta
-        if unreadable:
+        failed, restored = [], None
+        with restore_noise.held_back(lambda: bool(failed)):
+            for step in reversed(self.steps()):
+                try:
+                    items = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
+                    if not self.shared_iterator:
+                        items["data"] = grain.checkpoint.CheckpointRestore(iterator)
+                    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+                    if self.shared_iterator:
+                        if DATA_STATE not in restored.meta:
+                            raise KeyError(f"no shared data position ({DATA_STATE}) in the checkpoint's meta item "
+                                           f"(written with data.process_layout=per_process?)")
+                        iterator.set_state(restored.meta[DATA_STATE])
+                    restored = step, restored
+                    break
+                except Exception as e:  # noqa: BLE001 - any failure means: try the previous one
+                    failed.append((step, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"))
+                    restored = None
+        if restored is None and failed:
             # Not one restores: more likely a run that does not match them (another model or data
             # layout) than all of them corrupt. Starting from scratch would bury them: refuse.
             raise CheckpointMismatch(f"none of the checkpoints in {self.directory} (steps "
-                                     f"{', '.join(map(str, sorted(unreadable)))}) can be restored into this run; "
-                                     f"the newest failed with {first_error}. Use the config they were written with "
-                                     f"(--config=configs/from_run.py:{os.path.dirname(self.directory)}/config.json) "
-                                     f"or a new workdir")
-        return None
+                                     f"{', '.join(str(step) for step, _ in sorted(failed))}) can be restored into "
+                                     f"this run; the newest failed with {failed[0][1]}. {self._advice()}")
+        for step, reason in failed:
+            log.warning("checkpoint at step %d in %s could not be restored (%s); using step %d",
+                        step, self.directory, reason, restored[0])
+        if restored is None:
+            return None
+        self._set_aside([step for step, _ in failed])
+        step, items = restored
+        return step, items.state, items.meta
 
     def _set_aside(self, steps):
         """Moves unreadable checkpoints out of the way (never deletes them), so training can write
@@ -191,6 +216,35 @@ class Checkpointer:
     def close(self):
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _leaf_specs(tree) -> dict:
+    """{path: (shape, dtype)} of a state's arrays or of Orbax's metadata of them, the paths spelt
+    alike (Orbax stores a namedtuple's or a dataclass's fields as dict keys)."""
+    specs = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        name = "/".join(str(next((getattr(k, a) for a in ("key", "name", "idx") if hasattr(k, a)), k)) for k in path)
+        shape = getattr(leaf, "shape", None)
+        if shape is not None and jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            shape = None  # a typed key's stored shape carries its key data: not compared
+        specs[name] = (None if shape is None else tuple(shape), str(getattr(leaf, "dtype", "")))
+    return specs
+
+
+def _first_difference(stored: dict, wanted: dict) -> str:
+    """'' if the checkpoint's arrays are this run's; else the first difference, and how many more.
+    Shapes and names only: a restore casts dtypes."""
+    differences = []
+    for path, (shape, _) in wanted.items():
+        if path not in stored:
+            differences.append(f"this run has {path}, the checkpoint has not")
+        elif None not in (shape, stored[path][0]) and shape != stored[path][0]:
+            differences.append(f"{path} is {list(stored[path][0])} there, {list(shape)} here")
+    differences += [f"the checkpoint has {p}, this run has not" for p in stored if p not in wanted]
+    if not differences:
+        return ""
+    more = len(differences) - 1
+    return differences[0] + (f" (and {more} more difference{'s' * (more > 1)})" if more else "")
 
 
 def describe_devices() -> dict:

@@ -64,9 +64,29 @@ def test_checkpoints_that_do_not_fit_the_run_are_refused_not_buried(tmp_path):
     other = JitBackend(SoraModel(presets.tiny().__class__.from_dict({"decoder": {"num_layers": 3}})),
                        saver.tx, optimizer.learning_rate_schedule(optim(), 10), SPEC, saver.mesh, DEFAULT_RULES, {})
     from sora_jax.train.checkpoint import CheckpointMismatch
+    # From the metadata alone, naming the first difference.
+    with pytest.raises(CheckpointMismatch, match=r"step 3 .* does not fit this run: params/\S+ is \[2, [^]]*\] "
+                                                 r"there, \[3, [^]]*\] here \(and \d+ more differences\)"):
+        Checkpointer(str(tmp_path)).check_fits(other.abstract_state())
+    Checkpointer(str(tmp_path)).check_fits(saver.abstract_state())  # the run that wrote it fits
     with pytest.raises(CheckpointMismatch, match="none of the checkpoints"):
         Checkpointer(str(tmp_path)).restore_latest(other.abstract_state(), iter(grain.MapDataset.range(4).to_iter_dataset()))
     assert Checkpointer(str(tmp_path)).steps() == [3]  # still there
+
+
+def test_check_fits_names_a_changed_shape(tmp_path):
+    saver = _backend((1, 1, 1))
+    ckpt = Checkpointer(str(tmp_path))
+    ckpt.save(1, saver.init(jax.random.key(0)), iter(grain.MapDataset.range(4).to_iter_dataset()), {})
+    ckpt.close()
+    from sora_jax.train.checkpoint import CheckpointMismatch, _first_difference
+    wider = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[:-1] + (a.shape[-1] + 1,), a.dtype) if a.ndim else a,
+                         saver.abstract_state())
+    with pytest.raises(CheckpointMismatch, match=r"is \[\d+(, \d+)*\] there, \[\d+(, \d+)*\] here"):
+        Checkpointer(str(tmp_path)).check_fits(wider)
+    assert _first_difference({"a": ((2,), "float32")}, {"a": ((2,), "bfloat16")}) == ""  # a restore casts
+    assert _first_difference({"a": ((2,), "f"), "b": ((1,), "f")}, {"a": ((3,), "f")}) == (
+        "a is [2] there, [3] here (and 1 more difference)")
 
 
 @pytest.mark.parametrize("replica_parallel", [None, True])
