@@ -3,7 +3,10 @@ evaluation datasets for this process."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
 import time
 
 from sora_jax.data import datasets, pipeline
@@ -13,6 +16,8 @@ from sora_jax.data.schema import TASKS, ExampleSpec
 from sora_jax.data.tasks import make_builder
 from sora_jax.data.tokenizers import load_tokenizer, make_tokenizer, train_sentencepiece
 from sora_jax.data.tokenizers.base import CONFIG_FILE
+
+log = logging.getLogger(__name__)
 
 MIXTURE = "mixture"
 SENTENCEPIECE_TYPES = ("bpe", "unigram")
@@ -60,17 +65,28 @@ def tokenizer_from_config(data_cfg, workdir: str | None = None, *, process_index
         raise DataError("'sentencepiece:train' needs a workdir to save the tokenizer", file="config",
                         field="data.tokenizer")
     directory = os.path.join(workdir, "tokenizer")
-    saved = os.path.join(directory, CONFIG_FILE)
-    if os.path.exists(saved):
-        return load_tokenizer(directory)
-    if process_index != 0:
-        deadline = time.monotonic() + wait_seconds
-        while not os.path.exists(saved):
-            if time.monotonic() > deadline:
-                raise DataError(f"process 0 did not save the trained tokenizer within {wait_seconds:.0f} s",
-                                file=directory)
-            time.sleep(1.0)
-        return load_tokenizer(directory)
+    wanted = _trained_from(data_cfg)
+    deadline = time.monotonic() + wait_seconds
+    while True:  # process 0 trains (or retrains) it; the others wait for the one this config asks for
+        if os.path.exists(os.path.join(directory, CONFIG_FILE)):
+            difference = _difference(directory, wanted)
+            if difference is None:
+                return load_tokenizer(directory)
+            if _has_checkpoints(workdir):
+                key, then, now = difference
+                raise DataError(f"{now!r} differs from the {then!r} that {directory} was trained with, and this "
+                                f"workdir's checkpoints use that tokenizer (use the saved value, or a new workdir)",
+                                file="config", field=f"data.{key}")
+            if process_index == 0:  # left by an attempt that failed before its first checkpoint
+                log.info("the tokenizer in %s was trained for another data.%s and no checkpoint uses it: "
+                         "training it again", directory, difference[0])
+                break
+        elif process_index == 0:
+            break
+        if time.monotonic() > deadline:
+            raise DataError(f"process 0 did not save the trained tokenizer within {wait_seconds:.0f} s",
+                            file=directory)
+        time.sleep(1.0)
 
     def texts():
         seen = set()  # a dataset serving several tasks (shapes: caption, vqa, ...) is read once
@@ -83,8 +99,44 @@ def tokenizer_from_config(data_cfg, workdir: str | None = None, *, process_index
     # Trained into a temporary folder and renamed, so a reader never sees a half-written tokenizer.
     temp = f"{directory}.partial-{os.getpid()}"
     train_sentencepiece(texts(), data_cfg.vocab_size, temp, model_type=data_cfg.sentencepiece_type)
-    os.replace(temp, directory)
+    with open(os.path.join(temp, TRAINED_FROM), "w") as f:
+        json.dump(wanted, f, indent=1)
+    if os.path.exists(directory):  # the stale one: aside, then removed once the new one is in place
+        stale = f"{directory}.stale-{os.getpid()}"
+        os.replace(directory, stale)
+        os.replace(temp, directory)
+        shutil.rmtree(stale)
+    else:
+        os.replace(temp, directory)
     return load_tokenizer(directory)
+
+
+TRAINED_FROM = "trained_from.json"  # beside a trained tokenizer: the settings it was trained with
+
+
+def _trained_from(data_cfg) -> dict:
+    corpus = sorted({(entry["dataset"], entry.get("train_path", "")) for entry in components_config(data_cfg).values()})
+    return {"vocab_size": int(data_cfg.vocab_size), "sentencepiece_type": data_cfg.sentencepiece_type,
+            "corpus": [list(item) for item in corpus]}
+
+
+def _difference(directory: str, wanted: dict):
+    """(key, saved value, wanted value) of the first setting the saved tokenizer was trained with
+    otherwise, or None. A tokenizer saved without the record (by an earlier version) is taken as is."""
+    try:
+        with open(os.path.join(directory, TRAINED_FROM)) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        return None
+    for key, value in wanted.items():
+        if saved.get(key) != value:
+            return ("name" if key == "corpus" else key), saved.get(key), value
+    return None
+
+
+def _has_checkpoints(workdir: str) -> bool:
+    folder = os.path.join(workdir, "checkpoints")  # sora_jax.train.checkpoint.CHECKPOINT_DIR
+    return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
 
 
 def _check(data_cfg):

@@ -319,6 +319,23 @@ def test_sentencepiece_trained_at_startup_is_saved_and_reused(tmp_path):
     with pytest.raises(DataError, match="did not save the trained tokenizer"):
         loader.tokenizer_from_config(cfg.data, str(tmp_path / "other"), process_index=1, wait_seconds=0.1)
 
+    # Another vocabulary size: before any checkpoint (an attempt that failed in set-up), the stale
+    # tokenizer is trained again, not silently reused.
+    cfg.data.vocab_size = 500
+    with pytest.raises(DataError, match="did not save"):  # the other processes wait for process 0's
+        loader.tokenizer_from_config(cfg.data, str(tmp_path), process_index=1, wait_seconds=0.1)
+    larger = loader.tokenizer_from_config(cfg.data, str(tmp_path))
+    assert tok.vocab_size < larger.vocab_size <= 500
+    assert sorted(os.listdir(tmp_path)) == ["tokenizer"]  # no partial or stale folder left
+    # Once checkpoints use it, a tokenizer setting that differs is refused, naming the key.
+    os.makedirs(tmp_path / "checkpoints" / "10")
+    cfg.data.vocab_size = 400
+    for process in (0, 1):
+        with pytest.raises(DataError, match=r"config key data.vocab_size: 400 differs from the 500 that .* was trained"):
+            loader.tokenizer_from_config(cfg.data, str(tmp_path), process_index=process, wait_seconds=0.1)
+    cfg.data.vocab_size = 500
+    assert loader.tokenizer_from_config(cfg.data, str(tmp_path)).encode("hi there") == larger.encode("hi there")
+
 
 _TRAIN_IN_A_FRESH_PROCESS = """
 import hashlib, sys
