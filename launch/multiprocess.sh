@@ -27,6 +27,11 @@ for arg in "$@"; do
     *) args+=("$arg") ;;
   esac
 done
+# Paths as the caller meant them: WORKDIR, and CONFIG when it names a file from here (else it is
+# taken from the repository, e.g. configs/demo.py), before the command runs in the repository.
+[[ $workdir = /* ]] || workdir="$PWD/$workdir"
+config_file=${config%%:*}
+[[ $config_file != /* && -f $config_file ]] && config="$PWD/$config"
 python=${PYTHON:-$([[ -x $here/.venv/bin/python ]] && echo "$here/.venv/bin/python" || echo python3)}
 gpus=$( (nvidia-smi --list-gpus 2>/dev/null || true) | wc -l)
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

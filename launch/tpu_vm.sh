@@ -8,7 +8,7 @@
 # the workers, default ~/sora_jax), SYNC=0 to skip copying this checkout there. WORKDIR must be
 # storage that every worker sees (a Filestore or GCS FUSE mount). On first use, create the
 # environment on every worker: SETUP=1 runs `make venv` there (pip installs jax[tpu] too).
-# Healthy: worker 0's output shows "parameters: ..." and metrics lines; WORKDIR/metrics.jsonl grows.
+# Healthy: worker 0's output shows "parameters: ..." and "step N/M: loss ..." lines; WORKDIR/metrics.jsonl grows.
 # Ctrl-C stops the ssh sessions; stop the job itself with `... ssh --worker=all --command="pkill -TERM -f sora_jax.main"`.
 set -euo pipefail
 if [[ $# -lt 4 ]]; then

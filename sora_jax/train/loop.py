@@ -161,46 +161,56 @@ def _train(config, workdir: str, stop: _StopFlag) -> int:
                        poison_steps=tuple(int(s) for s in t.debug_nan_steps), gan=gan,
                        text_loss=bool(tasks - set(GAN_TASKS)))
     backend = make_backend(config.parallel.backend, model, tx, schedule, spec, mesh, rules, step_kwargs)
-    iterator = iter(loader.train_dataset(config, tokenizer, process_index=jax.process_index(),
-                                         process_count=jax.process_count()))
-
+    dataset = loader.train_dataset(config, tokenizer, process_index=jax.process_index(),
+                                   process_count=jax.process_count())
     ckpt = Checkpointer(workdir, keep=t.keep_checkpoints, keep_every=t.keep_every, async_save=t.async_checkpoints,
                         shared_iterator=loader.process_layout(config.data) == "global")
-    _check_resume_layout(ckpt, config)
-    restored = ckpt.restore_latest(backend.abstract_state(), iterator)
-    if restored is not None:
-        step, state, _ = restored
-        state = backend.place_restored(state)
-        log.info("resumed from step %d in %s", step, ckpt.directory)
-    else:
-        step, state = 0, backend.init(jax.random.key(config.seed), pretrained=init_from.load(imports, model_cfg))
-    saved_step = step if restored is not None else None  # the step the newest checkpoint holds
-    restored_final = restored is not None and step >= t.num_steps  # a finished run, run again
-    writer = MetricWriter(workdir, enabled=is_main, resumed_step=step)
-    text_eval = GeneratedEval.create(config, model, tokenizer)
-    gan_eval = None
-    if gan is not None:
-        from sora_jax.train.gan_eval import GANEvaluator
-        gan_eval = GANEvaluator(config, gan, tokenizer, workdir, backend)
-    writer.truncate_after(step)
-    meta = {"config": json.loads(config.to_json_best_effort()), "tokenizer": tokenizer_record(tokenizer),
-            "layout": _layout(config)}
-    if is_main:
-        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-            json.dump(meta["config"], f, indent=2)
-        host = backend.host_state(state)
-        counts = count_parameters(host.params)
-        if host.gan is not None:
-            counts.update(generator=count_parameters(host.gan.g_params)["total"],
-                          discriminator=count_parameters(host.gan.d_params)["total"])
-        log.info("parameters: %s", counts)
+    try:  # checkpoints that cannot be resumed are refused before any data worker starts
+        _check_resume_layout(ckpt, config)
+        ckpt.check_fits(backend.abstract_state())
+    except BaseException:
+        ckpt.close()
+        raise
+    iterator = iter(dataset)
+    try:  # a failure while setting up ends the data workers and their shared memory too
+        restored = ckpt.restore_latest(backend.abstract_state(), iterator)
+        if restored is not None:
+            step, state, _ = restored
+            state = backend.place_restored(state)
+            log.info("resumed from step %d in %s", step, ckpt.directory)
+        else:
+            step, state = 0, backend.init(jax.random.key(config.seed), pretrained=init_from.load(imports, model_cfg))
+        saved_step = step if restored is not None else None  # the step the newest checkpoint holds
+        restored_final = restored is not None and step >= t.num_steps  # a finished run, run again
+        writer = MetricWriter(workdir, enabled=is_main, resumed_step=step)
+        text_eval = GeneratedEval.create(config, model, tokenizer)
+        gan_eval = None
+        if gan is not None:
+            from sora_jax.train.gan_eval import GANEvaluator
+            gan_eval = GANEvaluator(config, gan, tokenizer, workdir, backend)
+        writer.truncate_after(step)
+        meta = {"config": json.loads(config.to_json_best_effort()), "tokenizer": tokenizer_record(tokenizer),
+                "layout": _layout(config)}
+        if is_main:
+            with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+                json.dump(meta["config"], f, indent=2)
+            host = backend.host_state(state)
+            counts = count_parameters(host.params)
+            if host.gan is not None:
+                counts.update(generator=count_parameters(host.gan.g_params)["total"],
+                              discriminator=count_parameters(host.gan.d_params)["total"])
+            log.info("parameters: %s", counts)
 
-    sync_steps = xla_cpu.sync_every_step()
-    base_key = jax.random.key(config.seed)
-    stop.install((signal.SIGINT,))
-    flops_per_token = model_flops_per_token(backend.host_state(state).params, model_cfg.decoder, spec.decoder_len)
-    peak = t.peak_tflops * 1e12 * jax.device_count()
-    progress = _progress_bar(t, step, enabled=is_main)
+        sync_steps = xla_cpu.sync_every_step()
+        base_key = jax.random.key(config.seed)
+        stop.install((signal.SIGINT,))
+        flops_per_token = model_flops_per_token(backend.host_state(state).params, model_cfg.decoder, spec.decoder_len)
+        peak = t.peak_tflops * 1e12 * jax.device_count()
+        progress = _progress_bar(t, step, enabled=is_main)
+    except BaseException:
+        ckpt.close()
+        pipeline.close_training_iterator(iterator)
+        raise
     pending, window_start, data_wait, ckpt_blocked, total_blocked = [], time.perf_counter(), 0.0, 0.0, 0.0
     exit_code = 0
     try:
@@ -233,7 +243,11 @@ def _train(config, workdir: str, stop: _StopFlag) -> int:
                     values["mfu"] = values["model_tflops_per_s"] * 1e12 / peak
                 writer.write(step, values)
                 progress.update(len(pending))
-                progress.set_postfix(_postfix(values, text=bool(tokens)))
+                figures = _postfix(values, text=bool(tokens))
+                progress.set_postfix(figures)
+                if is_main and t.progress and progress.disable:  # a log file (SLURM, launchers): a line instead
+                    log.info("step %d/%d: %s, %.2f steps/s", step, t.num_steps,
+                             ", ".join(f"{k} {v}" for k, v in figures.items()), values["steps_per_s"])
                 pending, window_start, data_wait, ckpt_blocked = [], time.perf_counter(), 0.0, 0.0
             if pending and t.nonfinite == "abort" and (boundary_eval or boundary_samples):
                 _abort_if_nonfinite(jax.device_get(pending), step)  # evaluate or sample no broken state

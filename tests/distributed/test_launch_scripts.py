@@ -50,3 +50,22 @@ def test_slurm_script_lets_jax_read_the_cluster():
 def test_local_scripts_reject_bad_arguments(args, message):
     out = subprocess.run(["bash", os.path.join(ROOT, "launch", args[0]), *args[1:]], capture_output=True, text=True)
     assert out.returncode == 2 and message in out.stderr
+
+
+def test_local_scripts_take_relative_paths_from_the_callers_directory(tmp_path):
+    """The scripts run the trainer from the repository; a relative WORKDIR, and a CONFIG file
+    named from the caller's directory, still mean the caller's."""
+    from tests.train.test_cli import ENV
+
+    with open(os.path.join(ROOT, "configs", "base.py")) as f:
+        (tmp_path / "mine.py").write_text(f.read())
+    local = subprocess.run(["bash", os.path.join(ROOT, "launch", "local.sh"), "mine.py", "missing/run"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300, env=ENV)
+    assert local.returncode == 2, local.stderr[-2000:]  # the config was found; the workdir's parent is not there
+    assert f"--workdir: parent directory {tmp_path}/missing does not exist" in local.stderr
+    several = subprocess.run(["bash", os.path.join(ROOT, "launch", "multiprocess.sh"), "2", "mine.py", "run",
+                              "--config.train.num_stepz=1"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300, env=ENV)
+    assert several.returncode == 2, several.stderr[-2000:]
+    for i in (0, 1):  # each process's log where the caller asked, each naming the misspelt key
+        assert "num_stepz" in (tmp_path / "run" / "logs" / f"process_{i}.log").read_text()

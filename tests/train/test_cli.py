@@ -131,8 +131,11 @@ def test_a_config_json_given_as_the_config_file_points_to_from_run(tmp_path):
 
 def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
     steps = ["--config.train.num_steps=60", "--config.train.checkpoint_every=10"]
-    reference = run(tmp_path / "ref", *steps)
+    reference = run(tmp_path / "ref", *steps, "--config.train.progress=True")
     assert reference.returncode == 0, reference.stderr[-3000:]
+    # Not a terminal (a log file): no progress bar, a line every log_every steps instead.
+    assert "step 5/60: loss " in reference.stderr and "step 60/60: loss " in reference.stderr
+    assert "it/s" not in reference.stderr and "\r" not in reference.stderr
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(command(killed_dir, *steps), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=ENV)
@@ -159,6 +162,8 @@ def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
     again = run(killed_dir, *steps)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "could not be restored" in again.stderr and "resumed from step 50" in again.stderr
+    # Orbax's abandoned reads of the torn checkpoint print nothing (they printed hundreds of tracebacks).
+    assert "Traceback" not in again.stderr and "Event loop is closed" not in again.stderr, again.stderr[-3000:]
     assert os.path.isdir(str(killed_dir / "checkpoints") + ".unreadable")  # set aside, not deleted
     assert_identical(final_params(killed_dir)[1], params_a)
 
@@ -170,6 +175,14 @@ def test_kill_minus_9_then_resume_ends_bit_identical(tmp_path):
     assert finished.returncode == 0 and "evaluated already" in finished.stderr, finished.stderr[-3000:]
     evals = [json.loads(x)["step"] for x in open(killed_dir / "metrics.jsonl") if '"eval"' in x]
     assert evals.count(60) == 1
+
+    # Another model in the same workdir: refused in one line, from the checkpoint's metadata,
+    # before any array is read; the checkpoints stay.
+    other = run(killed_dir, *steps, "--config.model.decoder.mlp_dim=48")
+    assert other.returncode == 2
+    assert other.stderr.strip().splitlines() == [other.stderr.strip()], other.stderr[-3000:]
+    assert "does not fit this run" in other.stderr and "mlp" in other.stderr and "from_run.py" in other.stderr
+    assert_identical(final_params(killed_dir)[1], params_a)
 
 
 def test_sigterm_saves_the_current_step_and_exits_0(tmp_path):
