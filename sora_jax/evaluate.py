@@ -5,7 +5,8 @@
 Loss, perplexity and accuracy (the trainer's eval step), BLEU and ROUGE-1/2/L of generated
 captions and seq2seq outputs, exact match of generated VQA answers, and FID / conditional
 accuracy / hole metrics when the run has an image generator. Writes DIR/eval/SPLIT_stepN.json
-and .md and prints the table. Bad input: one line on stderr, exit code 2.
+and .md (SPLIT_stepN_beamK_batchesM with --beam / --max_batches) and prints the table. Bad input:
+one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def _main(argv):
                                decoding=Decoding(beam=_BEAM.value))
     except (ConfigurationError, ConfigError, DataError, RequestError) as e:
         _fail(str(e))
-    json_path, md_path = write_results(results, _WORKDIR.value, _SPLIT.value, run.step)
+    json_path, md_path = write_results(results, _WORKDIR.value, _SPLIT.value, run.step, beam=_BEAM.value,
+                                       max_batches=_MAX_BATCHES.value)
     with open(md_path) as f:
         print(f.read())
     print(f"wrote {json_path} and {md_path}")

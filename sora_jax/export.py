@@ -3,8 +3,10 @@
     python -m sora_jax.export --workdir=DIR --out=model.safetensors [--step=N] [--dtype=bfloat16] \\
         [--part=text_encoder]
 
-Writes the newest (or --step) checkpoint's parameters, or one part of them (text_encoder,
-image_encoder, fusion, decoder, ...), with flat "/"-joined names; the header's metadata holds the
+Writes the newest (or --step) checkpoint's Sora model parameters, or one part of them
+(text_encoder, image_encoder, fusion, decoder, ...; names then start below the part), with flat
+"/"-joined names; for a run with the image generator, `--part=generator` (its moving-average
+weights, which `generate` samples with) or `--part=discriminator`. The header's metadata holds the
 step and the run's config as JSON. Load them back with
 sora_jax.interop.safetensors_io.load_params(path, like=params). Bad input: one line on stderr,
 exit code 2.
@@ -45,10 +47,13 @@ def _main(argv):
     except (ConfigurationError, ConfigError) as e:
         fail(str(e))
     params = run.state.params
+    parts = dict(params)
+    if run.state.gan is not None:  # the image generator's parts, apart from the Sora model's
+        parts.update(generator=run.state.gan.ema_params, discriminator=run.state.gan.d_params)
     if _PART.value:
-        if _PART.value not in params:
-            fail(f"--part: {_PART.value!r} is not one of {', '.join(sorted(params))}")
-        params = params[_PART.value]
+        if _PART.value not in parts:
+            fail(f"--part: {_PART.value!r} is not one of {', '.join(sorted(parts))}")
+        params = parts[_PART.value]
     metadata = {"step": run.step, "part": _PART.value or "", "config": json.dumps(run.config.to_dict())}
     save_params(params, out, dtype=_DTYPE.value, metadata=metadata)
     print(f"wrote {out} (step {run.step}, {_DTYPE.value}{', ' + _PART.value if _PART.value else ''})")

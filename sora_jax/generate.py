@@ -41,7 +41,7 @@ _TASK = flags.DEFINE_enum("task", None, TASKS, "What to generate.")
 _PROMPT = flags.DEFINE_string("prompt", "", "The text condition.")
 _NUM = flags.DEFINE_integer("num", 16, "t2i: number of images.")
 _COLUMNS = flags.DEFINE_integer("columns", 8, "t2i: images per grid row.")
-_IMAGE = flags.DEFINE_string("image", None, "inpaint: the image to complete.")
+_IMAGE = flags.DEFINE_string("image", None, "caption, vqa, classify: the image; inpaint: the image to complete.")
 _MASK = flags.DEFINE_string("mask", None, "inpaint: white where pixels are missing.")
 _QUESTION = flags.DEFINE_string("question", None, "vqa: the question.")
 _INPUT = flags.DEFINE_string("input", None, "seq2seq: the source text.")
@@ -77,6 +77,24 @@ def _read_image(path, flag, size, channels):
         raise BadInput(f"--{flag}: cannot read {path} as an image ({type(e).__name__})") from None
 
 
+def _check_image(path, flag):
+    """Before the run is loaded: a file that is not an image is named with its flag."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as e:  # noqa: BLE001 - Pillow raises several types for bad files
+        raise BadInput(f"--{flag}: cannot read {path} as an image ({type(e).__name__})") from None
+
+
+def _check_same_size(image_path, mask_path):
+    from PIL import Image
+    with Image.open(image_path) as image, Image.open(mask_path) as mask:
+        if image.size != mask.size:
+            raise BadInput(f"--mask: {mask_path} is {mask.size[0]}x{mask.size[1]} pixels, --image {image_path} "
+                           f"{image.size[0]}x{image.size[1]}: the mask must have the image's size")
+
+
 def generate(run, task, *, prompt, num, columns, image_path=None, mask_path=None, seed=0, scale=4):
     """The uint8 picture the command writes."""
     import jax
@@ -100,6 +118,7 @@ def generate(run, task, *, prompt, num, columns, image_path=None, mask_path=None
     if task == "inpaint":
         image = _read_image(image_path, "image", cfg.image_size, cfg.channels)
         mask = _read_image(mask_path, "mask", cfg.image_size, 1)
+        _check_same_size(image_path, mask_path)  # each is resized to the model's size: a mismatch would stretch
         rows["image"] = image[None]
         rows["known"] = (mask[None] <= 0.0).astype(np.float32)  # white (> 127) = missing
 
@@ -173,6 +192,7 @@ def _check_flags(task):
             raise BadInput(f"--{flag} is required for --task={task}")
         if not os.path.exists(path):
             raise BadInput(f"--{flag}: {path} does not exist")
+        _check_image(path, flag)
     if _INPUT_FILE.value:
         if task in IMAGE_TASKS or task == "chat":
             raise BadInput(f"--input_file: batch mode is for the text tasks, not {task}")

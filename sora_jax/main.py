@@ -47,7 +47,8 @@ def _main(argv):
         _fail(f"--workdir: parent directory {parent} does not exist")
     if not os.path.isdir(parent):
         _fail(f"--workdir: {parent} is not a directory")
-    if not os.path.isdir(workdir):
+    created = not os.path.isdir(workdir)
+    if created:
         try:
             os.makedirs(workdir, exist_ok=True)  # several hosts may make a shared workdir at once
         except OSError as e:
@@ -65,10 +66,19 @@ def _main(argv):
         distributed.maybe_initialize(config.distributed)
         code = loop.train(config, workdir)
     except (ConfigurationError, ConfigError, DataError, CheckpointMismatch) as e:
+        if created:
+            _remove_if_empty(workdir)  # bad input leaves no trace of a run that never started
         _fail(str(e))
     except loop.TrainingAborted as e:
         _fail(str(e), ABORTED)
     sys.exit(code)
+
+
+def _remove_if_empty(workdir):
+    try:
+        os.rmdir(workdir)  # only an empty directory; another process's files keep it
+    except OSError:
+        pass
 
 
 def run():

@@ -32,5 +32,5 @@ def run_evaluate(workdir, step, env, root):
     out = subprocess.run([sys.executable, "-m", "sora_jax.evaluate", f"--workdir={workdir}", "--max_batches=1"],
                          cwd=root, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    with open(os.path.join(workdir, "eval", f"validation_step{step}.json")) as f:
+    with open(os.path.join(workdir, "eval", f"validation_step{step}_batches1.json")) as f:
         return out, json.load(f)

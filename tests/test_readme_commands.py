@@ -24,11 +24,15 @@ MODULE_COMMANDS = [c for c in COMMANDS if c.startswith("python -m sora_jax")]
 
 
 def _flags_of(module) -> set:
-    """The flags `python -m module --helpfull` lists (absl), or its argparse usage line names."""
+    """The flags `python -m module --helpfull` lists (absl), or its argparse --help option list."""
     out = subprocess.run([sys.executable, "-m", module, "--helpfull"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     absl = set(re.findall(r"^\s+--(?:\[no\])?(\w+):", out.stdout, flags=re.M))
-    return absl or set(re.findall(r"--(\w+)", out.stderr.split(": error:")[0]))
+    if absl:
+        return absl
+    helped = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    return set(re.findall(r"^\s+--(\w+)", helped.stdout, flags=re.M))  # argparse's option list
 
 
 _FLAGS = {}

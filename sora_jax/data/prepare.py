@@ -58,7 +58,7 @@ def _text_values(record: dict):
 
 
 def prepare(fmt: str, input_path: str, output: str, *, num_shards: int = 0, text_mode: str = "line",
-            on_error: str = "raise", tokenizer: str = "", train_sentencepiece: int = 0,
+            on_error: str = "raise", tokenizer: str = "", train_sentencepiece: int = 0, sentencepiece_type: str = "bpe",
             image_fields=("image",), log=print) -> dict:
     """Returns the manifest. Raises DataError on bad input (nothing is written then)."""
     from array_record.python.array_record_module import ArrayRecordWriter
@@ -115,7 +115,8 @@ def prepare(fmt: str, input_path: str, output: str, *, num_shards: int = 0, text
             from sora_jax.data.tokenizers import make_tokenizer, train_sentencepiece as train_spm
             tokenizer_dir = "tokenizer"
             target = os.path.join(temp, tokenizer_dir)
-            tok = train_spm(texts, train_sentencepiece, target) if train_sentencepiece else make_tokenizer(tokenizer)
+            tok = (train_spm(texts, train_sentencepiece, target, model_type=sentencepiece_type) if train_sentencepiece
+                   else make_tokenizer(tokenizer))
             tok.save(target)
         manifest = {"format": RECORD_FORMAT, "source": os.path.abspath(input_path), "source_format": fmt,
                     "count": count, "skipped": skipped, "shards": names, "fields": fields,
@@ -133,9 +134,16 @@ def prepare(fmt: str, input_path: str, output: str, *, num_shards: int = 0, text
     return manifest
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A bad flag is one line on stderr and exit code 2, as everywhere else (not argparse's usage)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sora_jax.data.prepare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _OneLineErrors(prog="python -m sora_jax.data.prepare", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--format", required=True, choices=_SOURCE_FORMATS)
     parser.add_argument("--input", required=True, help="file, directory, glob, or comma-separated list")
     parser.add_argument("--output", required=True, help="new directory for the shards and manifest")
@@ -146,10 +154,13 @@ def main(argv=None) -> int:
     parser.add_argument("--tokenizer", default="", help="save this tokenizer next to the data (byte, hf:PATH, ...)")
     parser.add_argument("--train_sentencepiece", type=int, default=0, metavar="VOCAB_SIZE",
                         help="train a SentencePiece model on the records' text fields and save it with the data")
-    args = parser.parse_args(argv)  # bad flags: argparse exits with code 2
+    parser.add_argument("--sentencepiece_type", default="bpe", choices=("bpe", "unigram"),
+                        help="the trained model's type, as data.sentencepiece_type (default bpe)")
+    args = parser.parse_args(argv)
     try:
         prepare(args.format, args.input, args.output, num_shards=args.num_shards, text_mode=args.text_mode,
-                on_error=args.on_error, tokenizer=args.tokenizer, train_sentencepiece=args.train_sentencepiece)
+                on_error=args.on_error, tokenizer=args.tokenizer, train_sentencepiece=args.train_sentencepiece,
+                sentencepiece_type=args.sentencepiece_type)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

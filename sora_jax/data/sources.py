@@ -12,6 +12,7 @@ import csv
 import glob
 import json
 import os
+import re
 
 import numpy as np
 
@@ -111,6 +112,7 @@ class TsvSource(_LineIndexed):
                     self._columns[path] = next(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), None) or []
             except UnicodeDecodeError as e:
                 raise DataError(f"header is not valid UTF-8 ({e.reason})", file=path, record=1) from None
+            _check_header(self._columns[path], path)
         super().__init__(paths, skip_header=True)
 
     def __getitem__(self, index):
@@ -121,6 +123,20 @@ class TsvSource(_LineIndexed):
             raise DataError(f"expected {len(columns)} tab-separated columns ({', '.join(columns)}), "
                             f"got {len(values)}", file=path, record=line_no)
         return {**dict(zip(columns, values)), "_file": path, "_record": line_no}
+
+
+_FIELD_NAME = re.compile(r"\w[\w .\-]*")
+
+
+def _check_header(columns, path):
+    """The header row must name fields: a JSON line or a prose line is not a header."""
+    for name in columns:
+        if not _FIELD_NAME.fullmatch(name):
+            raise DataError(f"header column {name[:60]!r} is not a field name (the first line must be tab-separated "
+                            f"field names; is this a TSV file?)", file=path, record=1)
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise DataError(f"header names {', '.join(repeated)} more than once", file=path, record=1)
 
 
 class TextSource(_LineIndexed):

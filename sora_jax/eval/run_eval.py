@@ -66,14 +66,20 @@ def evaluate_run(run, workdir, split="validation", *, max_batches=0, decoding=De
     return results
 
 
-def write_results(results: dict, workdir: str, split: str, step: int) -> tuple[str, str]:
-    """DIR/eval/{split}_step{N}.json and .md; returns their paths."""
+def write_results(results: dict, workdir: str, split: str, step: int, *, beam: int = 0,
+                  max_batches: int = 0) -> tuple[str, str]:
+    """DIR/eval/{split}_step{N}[_beam{K}][_batches{M}].json and .md; returns their paths. The
+    options that change the figures are in the name, so evaluations made otherwise are kept."""
     directory = os.path.join(workdir, EVAL_DIR)
     os.makedirs(directory, exist_ok=True)
-    stem = os.path.join(directory, f"{split}_step{step}")
+    name = f"{split}_step{step}" + (f"_beam{beam}" if beam else "") + (f"_batches{max_batches}" if max_batches else "")
+    stem = os.path.join(directory, name)
     with open(stem + ".json", "w") as f:
-        json.dump({"step": step, "split": split, **results}, f, indent=2)
-    lines = [f"# Evaluation of step {step} on {split}", "", "| metric | value |", "|---|---|"]
+        json.dump({"step": step, "split": split, "beam": beam, "max_batches": max_batches, **results}, f, indent=2)
+    options = ", ".join(([f"beam {beam}"] if beam else []) + ([f"{max_batches} batch(es) per component"]
+                                                               if max_batches else []))
+    lines = [f"# Evaluation of step {step} on {split}" + (f" ({options})" if options else ""), "",
+             "| metric | value |", "|---|---|"]
     for key, value in results.items():
         if isinstance(value, float):
             lines.append(f"| {key} | {value:.4f} |")

@@ -60,10 +60,21 @@ def _plot(drawn, title, ylabel, *, log=False, line_kwargs=lambda key: {}) -> byt
 
 
 def loss_curves(rows) -> bytes | None:
-    """Training loss (total and per task) against step."""
-    keys = ["loss"] + sorted({k for r in rows if r.get("split") == "train" for k in r if k.startswith("loss/")})
-    return _plot([(k, *_series(rows, "train", k)) for k in keys], "Training loss", "training loss", log=True,
-                 line_kwargs=lambda k: dict(label=k.replace("loss/", ""), linewidth=2.2 if k == "loss" else 1.2))
+    """Training losses against step: the text loss (total and per task) and the image
+    generator's and discriminator's. A curve that is zero throughout (the text loss of a run
+    without text targets) is left out; log scale when every value is positive."""
+    train = {k for r in rows if r.get("split") == "train" for k in r}
+    keys = (["loss"] + sorted(k for k in train if k.startswith("loss/"))
+            + sorted(k for k in train if k.startswith("gan/") and k.endswith("_loss")))
+    drawn = [(k, *_series(rows, "train", k)) for k in keys]
+    drawn = [d for d in drawn if any(v != 0 for v in d[2])]
+    positive = all(v > 0 for _, _, values in drawn for v in values)
+    return _plot(drawn, "Training loss", "training loss", log=positive,
+                 line_kwargs=lambda k: dict(label=_LOSS_LABELS.get(k, k.replace("loss/", "")),
+                                            linewidth=2.2 if k == "loss" else 1.2))
+
+
+_LOSS_LABELS = {"gan/g_loss": "image generator", "gan/d_loss": "discriminator"}
 
 
 def eval_curves(rows, keys) -> bytes | None:

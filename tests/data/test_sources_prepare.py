@@ -166,12 +166,26 @@ def test_prepare_command_line(tmp_path):
     assert "wrote 300 records" in done.stdout
     tok = load_tokenizer(str(out / "tokenizer"))
     assert tok.kind == "sentencepiece" and tok.decode(tok.encode("sentence 7")) == "sentence 7"
+    from sentencepiece import sentencepiece_model_pb2
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString((out / "tokenizer" / "spm.model").read_bytes())
+    assert model.trainer_spec.model_type == model.trainer_spec.BPE  # data.sentencepiece_type's default
     bad = subprocess.run(cmd[:-1] + [f"--input={tmp_path / 'missing.txt'}", f"--output={tmp_path / 'x'}"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "missing.txt: no such file or directory" in bad.stderr
     flags = subprocess.run(cmd[:3] + ["--format=csv"], capture_output=True, text=True, timeout=120)
-    assert flags.returncode == 2
+    assert flags.returncode == 2 and flags.stderr.strip().count("\n") == 0, flags.stderr  # not argparse's usage
+    assert "argument --format: invalid choice: 'csv'" in flags.stderr
+
+
+def test_a_tsv_header_must_name_fields(tmp_path):
+    jsonl = write(tmp_path / "records.jsonl", '{"text": "a"}\n{"text": "b"}\n')
+    with pytest.raises(DataError, match=r"records.jsonl:1: header column '\{\"text\": \"a\"\}' is not a field name"):
+        TsvSource(jsonl)
+    with pytest.raises(DataError, match=r"twice.tsv:1: header names text more than once"):
+        TsvSource(write(tmp_path / "twice.tsv", "text\ttext\na\tb\n"))
+    assert TsvSource(write(tmp_path / "ok.tsv", "image path\tlabel-2\nx.png\t1\n"))[0]["label-2"] == "1"
 
 
 def test_tsv_quotes_are_text(tmp_path):

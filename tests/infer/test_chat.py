@@ -45,5 +45,8 @@ def test_chat_command_answers_each_line_until_end_of_input(tmp_path_factory):
     out = generate(workdir, "--task=chat", "--max_new_tokens=8", stdin="hello\n\nhow are you?\n")
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(out.stdout.splitlines()) == 2  # one reply per non-empty line; end of input exits
-    caption = generate(workdir, "--task=caption", f"--image={workdir}/config.json")
-    assert caption.returncode == 2 and "not caption" in caption.stderr
+    image = tmp_path_factory.mktemp("image") / "x.png"
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(image)
+    caption = generate(workdir, "--task=caption", f"--image={image}")
+    assert caption.returncode == 2 and "not caption" in caption.stderr, caption.stderr

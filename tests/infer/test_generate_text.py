@@ -64,7 +64,7 @@ def test_batch_mode_writes_one_output_per_request(caption_run, image_path, tmp_p
 
 @pytest.mark.parametrize("flags, message", [
     (["--task=vqa", "--image={image}", "--question=what?"], "trained on caption, not vqa"),
-    (["--task=caption", "--image={bad}"], "cannot"),
+    (["--task=caption", "--image={bad}"], "--image: cannot read {bad} as an image (UnidentifiedImageError)"),
     (["--task=caption", "--image=/nonexistent.png"], "--image: /nonexistent.png does not exist"),
     (["--task=caption", "--input_file={badjson}", "--output_file={out}"], "badjson.jsonl"),
     (["--task=caption"], "--image is required"),

@@ -126,3 +126,21 @@ def test_a_metrics_line_cut_short_is_left_out_and_counted(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 2.0}\n{"step": 2, "spl')
     assert read_metrics(str(tmp_path)) == [{"step": 1, "split": "train", "loss": 2.0}]
     assert "left out 1 line(s) that are not JSON (line 2)" in capsys.readouterr().err
+
+
+def test_the_loss_chart_of_a_run_without_text_targets_shows_the_gan_losses(monkeypatch):
+    import warnings
+
+    from sora_jax.reporting import plots
+    rows = [{"step": s, "split": "train", "loss": 0.0, "gan/g_loss": g, "gan/d_loss": d, "gan/r1": 0.3}
+            for s, g, d in ((10, 5.2, 6.4), (20, 0.9, -0.2))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warned on log-scaling an all-zero curve
+        assert plots.loss_curves(rows).startswith(b"\x89PNG")
+    drawn = {}
+    monkeypatch.setattr(plots, "_plot", lambda curves, *a, log=False, **k: drawn.update(
+        keys=[c[0] for c in curves], log=log))
+    plots.loss_curves(rows)
+    assert drawn == {"keys": ["gan/d_loss", "gan/g_loss"], "log": False}  # no flat text loss; a negative value
+    plots.loss_curves([{"step": 1, "split": "train", "loss": 2.0, "loss/lm": 2.0}])
+    assert drawn == {"keys": ["loss", "loss/lm"], "log": True}

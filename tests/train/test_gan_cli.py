@@ -118,18 +118,23 @@ def test_generate_writes_a_t2i_grid_and_an_inpainting_panel(run_dir, tmp_path):
     (["--task=inpaint", "--image=/nonexistent.png", "--mask=/nonexistent.png"], "--image: /nonexistent.png"),
     (["--task=inpaint", "--image={bad}", "--mask={bad}"], "cannot read"),
     (["--task=painting"], "--task"),
+    (["--task=inpaint", "--image={img}", "--mask={wide}", "--prompt=a red square"],
+     "is 16x8 pixels, --image {img} 16x16: the mask must have the image's size"),
 ])
 def test_generate_bad_input_is_one_line_and_exit_code_2(run_dir, tmp_path, flags, message):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
+    img, wide = tmp_path / "img.png", tmp_path / "wide.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)
+    Image.fromarray(np.zeros((8, 16), np.uint8)).save(wide)
     workdir = str(tmp_path / "empty") if message == "no checkpoint" else run_dir
     if message == "no checkpoint":
         os.makedirs(workdir)
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(open(os.path.join(run_dir, "config.json")).read())
-    out = generate(workdir, *[f.format(bad=bad) for f in flags], f"--out={tmp_path / 'x.png'}")
+    out = generate(workdir, *[f.format(bad=bad, img=img, wide=wide) for f in flags], f"--out={tmp_path / 'x.png'}")
     assert out.returncode == 2, out.stderr[-2000:]
-    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert message.format(img=img) in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not os.path.exists(tmp_path / "x.png")
 
 
@@ -151,3 +156,18 @@ def test_evaluate_reports_text_and_generator_metrics(run_dir):
     final = [d for d in lines(run_dir) if d["split"] == "eval"][-1]
     for key in ("gan/fid", "gan/cond_accuracy", "gan/hole_l1"):  # the trainer's eval used the same functions
         assert results[key] == pytest.approx(final[key], rel=1e-4)
+
+
+def test_export_writes_the_generator_and_the_discriminator(run_dir, tmp_path):
+    from sora_jax.interop.safetensors_io import load_params, read_metadata
+    state = final_state(run_dir)
+    for part, key in (("generator", "ema_params"), ("discriminator", "d_params")):
+        out = tmp_path / f"{part}.safetensors"
+        done = subprocess.run([sys.executable, "-m", "sora_jax.export", f"--workdir={run_dir}", f"--out={out}",
+                               f"--part={part}"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+        assert done.returncode == 0, done.stderr[-3000:]
+        want = state["gan"][key]
+        loaded = load_params(str(out), like=want)
+        for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert read_metadata(str(out))["part"] == part
