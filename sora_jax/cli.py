@@ -84,9 +84,15 @@ def _raised_in_user_code(e: BaseException) -> bool:
     return isinstance(e, SyntaxError) or _user_frame(e) is not None
 
 
-def _key_message(text: str) -> str:
-    """ml_collections names a misspelt key alone ('num_stepz' Did you mean ...): say what it is."""
-    return f"config key {text}" if text.startswith("'") and "Did you mean" in text else text
+def _key_message(text: str, argv=()) -> str:
+    """ml_collections names a misspelt key alone ('num_stepz' Did you mean ...): say what it is,
+    and which flag has it (--config.train.num_stepz)."""
+    if not (text.startswith("'") and "Did you mean" in text):
+        return text
+    key = text[1:].split("'", 1)[0]
+    flag = next((a.split("=", 1)[0] for a in argv if a.startswith("--") and "." in a.split("=", 1)[0]
+                 and key in a.split("=", 1)[0].split(".")[1:]), None)
+    return f"{flag + ': ' if flag else ''}config key {text}"
 
 
 def config_file_error(e: BaseException, flag: str = "--config") -> str:
@@ -107,5 +113,5 @@ def run_app(main):
             return flags.FLAGS(argv)
         except Exception as e:  # noqa: BLE001 - a bad flag, or whatever a config file's own code raised
             inner = _innermost(e)
-            fail(config_file_error(inner) if _raised_in_user_code(inner) else _key_message(one_line(e)))
+            fail(config_file_error(inner) if _raised_in_user_code(inner) else _key_message(one_line(e), argv))
     app.run(main, flags_parser=parse)

@@ -35,3 +35,12 @@ def test_only_a_single_strings_repr_is_unquoted():
     # ml_collections' KeyError for a misspelt key, as absl passes it on: the repr of its message
     assert one_line(ValueError(repr("'num_stepz'\nDid you mean"))) == "'num_stepz' Did you mean"
     assert one_line(ValueError(repr("line one\nline two"))) == "line one line two"
+
+
+def test_a_misspelt_config_key_names_its_flag():
+    from sora_jax.cli import _key_message
+    text = "'num_stepz' Did you mean \"num_steps\" instead of \"num_stepz\"?"
+    argv = ["main", "--config=configs/base.py", "--config.data.batch_size=8", "--config.train.num_stepz=3"]
+    assert _key_message(text, argv) == f"--config.train.num_stepz: config key {text}"
+    assert _key_message(text) == f"config key {text}"  # no flag to name
+    assert _key_message("something else", argv) == "something else"

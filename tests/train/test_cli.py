@@ -71,7 +71,7 @@ def wait_for_checkpoint(workdir, proc, timeout=300):
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--config.train.num_stepz=3"], 'Did you mean "num_steps"'),
+    (["--config.train.num_stepz=3"], '--config.train.num_stepz: config key \'num_stepz\' Did you mean "num_steps"'),
     (["--config.train.num_steps=many"], "--config.train.num_steps=many"),
     (["--config.mesh.shape=(3,1,1)"], "config key mesh.shape: (3, 1, 1) needs 3 devices; this run has 1"),
     (["--config.model.decoder.num_heads=3"], "model.decoder.num_heads: d_model 32 is not divisible by num_heads 3"),
