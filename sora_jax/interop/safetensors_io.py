@@ -30,6 +30,12 @@ def flatten(params) -> dict:
     return {name: leaf for name, leaf in flat.items()}
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_params(params, path: str, *, dtype: str | None = None, metadata: dict | None = None) -> str:
     """Writes the tree (cast to dtype, "float32" or "bfloat16", if given) atomically; returns path."""
     from safetensors.flax import save_file
@@ -44,6 +50,7 @@ def save_params(params, path: str, *, dtype: str | None = None, metadata: dict |
     temp = path + ".tmp"
     try:
         save_file(arrays, temp, metadata={**FORMAT, **{str(k): str(v) for k, v in (metadata or {}).items()}})
+        os.chmod(temp, 0o666 & ~_umask())  # safetensors creates it owner-only; other outputs follow the umask
         os.replace(temp, path)
     except BaseException:
         if os.path.isfile(temp):  # no stray half file when the write or the rename fails

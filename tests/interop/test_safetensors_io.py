@@ -1,6 +1,9 @@
 """Export -> import of parameter pytrees through safetensors: exact in float32, a faithful cast
 in bfloat16, and clear errors for files that do not fit the model."""
 
+import os
+import stat
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,3 +66,13 @@ def test_a_failed_write_leaves_no_temporary_file(params, tmp_path):
     with pytest.raises(IsADirectoryError):
         save_params(params, str(tmp_path / "folder"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_the_file_follows_the_umask(params, tmp_path):
+    """safetensors creates its file owner-only (0600); an export is read like any other output."""
+    previous = os.umask(0o027)
+    try:
+        path = save_params(params, str(tmp_path / "m.safetensors"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
