@@ -87,7 +87,7 @@ def get_config(arg=None):
     c.train.peak_tflops = 0.0  # per device, for model-FLOPs utilisation (0: not reported)
     c.train.compilation_cache_dir = default_compilation_cache_dir()  # reused by later runs ("": off)
     c.train.compilation_cache_max_mb = 4096  # least recently used entries are evicted beyond this
-    c.train.progress = True  # a progress bar when stderr is a terminal
+    c.train.progress = True  # a progress bar when stderr is a terminal, else a log line every log_every steps
     # Keep freed host memory for the next step (glibc malloc: no mmap, no trim; on CPU, programs run on
     # the calling thread): XLA:CPU's per-step buffer is otherwise mapped and page-faulted in afresh
     # every step, 15% of a large model's CPU step. The process keeps its peak host memory; see
