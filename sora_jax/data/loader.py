@@ -74,9 +74,13 @@ def tokenizer_from_config(data_cfg, workdir: str | None = None, *, process_index
                 return load_tokenizer(directory)
             if _has_checkpoints(workdir):
                 key, then, now = difference
-                raise DataError(f"{now!r} differs from the {then!r} that {directory} was trained with, and this "
-                                f"workdir's checkpoints use that tokenizer (use the saved value, or a new workdir)",
-                                file="config", field=f"data.{key}")
+                if key == "vocab_size":  # the model's embeddings follow it: the checkpoints cannot fit
+                    raise DataError(f"{now!r} differs from the {then!r} that {directory} was trained with, and "
+                                    f"this workdir's checkpoints use that tokenizer (use the saved value, or a new "
+                                    f"workdir)", file="config", field=f"data.{key}")
+                log.warning("data.%s differs from what the tokenizer in %s was trained with; its checkpoints "
+                            "use that tokenizer, so it is kept", key, directory)
+                return load_tokenizer(directory)
             if process_index == 0:  # left by an attempt that failed before its first checkpoint
                 log.info("the tokenizer in %s was trained for another data.%s and no checkpoint uses it: "
                          "training it again", directory, difference[0])
@@ -115,7 +119,9 @@ TRAINED_FROM = "trained_from.json"  # beside a trained tokenizer: the settings i
 
 
 def _trained_from(data_cfg) -> dict:
-    corpus = sorted({(entry["dataset"], entry.get("train_path", "")) for entry in components_config(data_cfg).values()})
+    default_path = str(data_cfg.get("train_path", "") or "")  # a single dataset's, outside any mixture entry
+    corpus = sorted({(entry["dataset"], str(entry.get("train_path", "") or default_path))
+                     for entry in components_config(data_cfg).values()})
     return {"vocab_size": int(data_cfg.vocab_size), "sentencepiece_type": data_cfg.sentencepiece_type,
             "corpus": [list(item) for item in corpus]}
 
@@ -127,7 +133,9 @@ def _difference(directory: str, wanted: dict):
         with open(os.path.join(directory, TRAINED_FROM)) as f:
             saved = json.load(f)
     except FileNotFoundError:
-        return None
+        if os.path.exists(os.path.join(directory, CONFIG_FILE)):
+            return None
+        return ("vocab_size", None, wanted["vocab_size"])  # being replaced right now: wait for the new one
     for key, value in wanted.items():
         if saved.get(key) != value:
             return ("name" if key == "corpus" else key), saved.get(key), value

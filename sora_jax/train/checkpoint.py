@@ -10,6 +10,7 @@ corrupt files) is reported and the one before it is used.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import tempfile
@@ -151,8 +152,11 @@ class Checkpointer:
         The iterator is positioned in place. abstract_state carries the target shardings, so a
         checkpoint written on another mesh is resharded on the way in."""
         failed, restored = [], None
-        with restore_noise.held_back(lambda: bool(failed)):
-            for step in reversed(self.steps()):
+        steps = list(reversed(self.steps()))
+        # A failed attempt's leftover reads print tracebacks from the moment it fails: held back from
+        # the first attempt on (only when there is a checkpoint to restore).
+        with restore_noise.held_back(lambda: bool(failed)) if steps else contextlib.nullcontext():
+            for step in steps:
                 try:
                     items = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
                     if not self.shared_iterator:

@@ -24,8 +24,10 @@ from sora_jax.cli import exit_at_once_on_failure
 
 
 @contextlib.contextmanager
-def held_back(any_failed):
-    """any_failed(): whether an attempt inside failed (asked on the way out)."""
+def held_back(any_failed, exit_at_once=True):
+    """any_failed(): whether an attempt inside failed (asked on the way out). exit_at_once: an
+    error exit after a failure skips the interpreter's shutdown (for commands with nothing to
+    clean up; a trainer's data workers need theirs)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as held:
@@ -33,14 +35,17 @@ def held_back(any_failed):
         try:
             yield
         finally:
-            if any_failed():
-                quiet_abandoned_reads()
-                # Reports already being printed, and reads still finishing, end while held back.
-                time.sleep(0.3)
-                exit_at_once_on_failure()  # an error exit skips the interpreter's shutdown, and its noise
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            try:
+                if any_failed():
+                    quiet_abandoned_reads()
+                    # Reports already being printed, and reads still finishing, end while held back.
+                    time.sleep(0.3)
+                    if exit_at_once:
+                        exit_at_once_on_failure()  # an error exit skips the interpreter's shutdown, and its noise
+                sys.stderr.flush()
+            finally:  # whatever happens above (a second Ctrl-C), stderr comes back
+                os.dup2(saved, 2)
+                os.close(saved)
             if not any_failed():
                 held.seek(0)
                 sys.stderr.write(held.read().decode(errors="replace"))

@@ -335,6 +335,8 @@ def test_sentencepiece_trained_at_startup_is_saved_and_reused(tmp_path):
             loader.tokenizer_from_config(cfg.data, str(tmp_path), process_index=process, wait_seconds=0.1)
     cfg.data.vocab_size = 500
     assert loader.tokenizer_from_config(cfg.data, str(tmp_path)).encode("hi there") == larger.encode("hi there")
+    cfg.data.sentencepiece_type = "unigram"  # another type, checkpoints present: kept (they use it), not retrained
+    assert loader.tokenizer_from_config(cfg.data, str(tmp_path)).encode("hi there") == larger.encode("hi there")
 
 
 _TRAIN_IN_A_FRESH_PROCESS = """

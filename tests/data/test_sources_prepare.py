@@ -186,6 +186,8 @@ def test_a_tsv_header_must_name_fields(tmp_path):
     with pytest.raises(DataError, match=r"twice.tsv:1: header names text more than once"):
         TsvSource(write(tmp_path / "twice.tsv", "text\ttext\na\tb\n"))
     assert TsvSource(write(tmp_path / "ok.tsv", "image path\tlabel-2\nx.png\t1\n"))[0]["label-2"] == "1"
+    # Spreadsheet exports: any name, and an empty last column.
+    assert TsvSource(write(tmp_path / "sheet.tsv", "caption (en)\tid:x\t\nhi\t3\t\n"))[0]["caption (en)"] == "hi"
 
 
 def test_tsv_quotes_are_text(tmp_path):
